@@ -1,0 +1,73 @@
+"""customloop core: compiled custom training steps for Keras 3, and the pieces every run needs."""
+
+from core._quiet import import_keras_quietly
+
+import_keras_quietly()
+
+from core.backends import get_backend as _get_backend  # noqa: E402
+from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from core.config import UsageError, field_docs, make_parser, parse_config, run_main  # noqa: E402
+from core.device import describe_device, gpu_available  # noqa: E402
+from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
+from core.run_log import Progress, RunLogger, atomic_write_bytes, write_summary  # noqa: E402
+from core.runs import Checkpointer, NonFiniteLossError, assert_finite, rng_state, set_rng_state  # noqa: E402
+from core.seeding import seed_everything  # noqa: E402
+from core.step import (  # noqa: E402
+    InputError,
+    InputSpec,
+    StepDefinitionError,
+    StepFunctions,
+    UpdateGroup,
+    check_batch,
+    make_step,
+)
+from core.symbolic import Function, Minimize, function, minimize  # noqa: E402
+from core.transforms import chain, clip_by_global_norm, clip_by_value, global_norm  # noqa: E402
+
+
+def input_gradient(fn, x):
+    """``(fn(x), d sum(fn(x)) / dx)``, differentiable again: for R1 and WGAN-GP penalties inside a loss."""
+    return _get_backend().input_gradient(fn, x)
+
+
+__all__ = [
+    "Checkpointer",
+    "NonFiniteLossError",
+    "assert_finite",
+    "image_grid",
+    "rng_state",
+    "save_gif",
+    "save_png",
+    "set_rng_state",
+    "to_uint8",
+    "Function",
+    "InputError",
+    "InputSpec",
+    "Minimize",
+    "Progress",
+    "RunLogger",
+    "StepDefinitionError",
+    "StepFunctions",
+    "UpdateGroup",
+    "UsageError",
+    "atomic_write_bytes",
+    "chain",
+    "check_batch",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "describe_device",
+    "field_docs",
+    "function",
+    "global_norm",
+    "gpu_available",
+    "input_gradient",
+    "load_checkpoint",
+    "make_parser",
+    "make_step",
+    "minimize",
+    "parse_config",
+    "run_main",
+    "save_checkpoint",
+    "seed_everything",
+    "write_summary",
+]

@@ -1,0 +1,20 @@
+"""One module per Keras backend; everything backend-specific about a step lives there."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import keras
+
+SUPPORTED = ("tensorflow",)
+
+
+def get_backend() -> ModuleType:
+    name = keras.backend.backend()
+    if name not in SUPPORTED:
+        raise NotImplementedError(
+            f"customloop supports the Keras backend(s) {', '.join(SUPPORTED)}; "
+            f"KERAS_BACKEND={name!r} is not implemented yet"
+        )
+    return importlib.import_module(f"{__name__}.{name}")

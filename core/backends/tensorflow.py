@@ -1,0 +1,111 @@
+"""TensorFlow mechanics of a step: tapes, tf.function / XLA, fused loops, devices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+NAME = "tensorflow"
+
+
+def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
+    """Run ``loss_fn()`` under a tape; return (loss, aux, grads) with None for unconnected."""
+    with tf.GradientTape() as tape:
+        loss, aux = _split_loss(loss_fn())
+    grads = tape.gradient(loss, list(variables))
+    return loss, aux, grads
+
+
+def _split_loss(out: Any) -> tuple[Any, dict]:
+    if isinstance(out, tuple):
+        loss, aux = out
+        return loss, dict(aux)
+    return out, {}
+
+
+def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """Value of ``fn(x)`` and the gradient of its sum with respect to the tensor ``x``.
+
+    The inner tape is recorded by any outer tape, so a loss that uses this
+    gradient (R1, WGAN-GP) is itself differentiable.
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+        total = tf.reduce_sum(y)
+    return y, tape.gradient(total, x)
+
+
+def compile_fn(fn: Callable, mode: str, input_signature: list | None) -> Callable:
+    """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}."""
+    if mode == "eager":
+        return fn
+    return tf.function(
+        fn,
+        input_signature=input_signature,
+        jit_compile=(mode == "xla"),
+        reduce_retracing=input_signature is None,
+    )
+
+
+def tracing_count(compiled: Callable) -> int | None:
+    if hasattr(compiled, "experimental_get_tracing_count"):
+        return compiled.experimental_get_tracing_count()
+    return None
+
+
+def tensor_spec(shape: Sequence[int | None], dtype: str) -> tf.TensorSpec:
+    return tf.TensorSpec(shape=tuple(shape), dtype=tf.as_dtype(dtype))
+
+
+def to_tensor(value: Any, dtype: str) -> tf.Tensor:
+    return tf.convert_to_tensor(value, dtype=tf.as_dtype(dtype))
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
+    """Run ``step_fn`` ``num_steps`` times over the leading axis of ``batches``.
+
+    The first step runs outside the loop so the structure and dtypes of the
+    logs are known before the TensorArrays that collect them are made.
+    """
+
+    def take(i):
+        return {k: v[i] for k, v in batches.items()}
+
+    first = step_fn(take(0))
+    arrays = {k: tf.TensorArray(tf.convert_to_tensor(v).dtype, size=num_steps).write(0, v) for k, v in first.items()}
+
+    def body(i, arrays):
+        logs = step_fn(take(i))
+        return i + 1, {k: arrays[k].write(i, logs[k]) for k in arrays}
+
+    _, arrays = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(1), arrays))
+    return {k: a.stack() for k, a in arrays.items()}
+
+
+def leading_dim(batches: dict) -> Any:
+    first = next(iter(batches.values()))
+    return tf.shape(first)[0]
+
+
+def describe_device() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    names = []
+    for gpu in gpus:
+        details = tf.config.experimental.get_device_details(gpu)
+        names.append(details.get("device_name", gpu.name))
+    return "GPU: " + ", ".join(names)
+
+
+def gpu_available() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))

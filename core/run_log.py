@@ -1,0 +1,136 @@
+"""Progress bar, TensorBoard scalars and summary.json for a run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
+    """Write ``out_dir/summary.json`` atomically."""
+    path = Path(out_dir) / "summary.json"
+    atomic_write_bytes(path, (json.dumps(dict(summary), indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+class _TensorBoard:
+    """Scalars as TensorBoard event files; tensorboardX needs no TensorFlow, so any backend can log."""
+
+    def __init__(self, log_dir: Path):
+        from tensorboardX import SummaryWriter
+
+        self._writer = SummaryWriter(str(log_dir), flush_secs=10)
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        for key, value in values.items():
+            self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class Progress:
+    """A tqdm bar showing the latest metrics; quiet when stderr is not a terminal (CI logs)."""
+
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str,
+        bar_keys: Sequence[str] | None,
+        initial: int = 0,
+        disable: bool | None = None,
+    ):
+        self.bar_keys = list(bar_keys) if bar_keys is not None else None
+        if disable is None:
+            disable = not sys.stderr.isatty() and os.environ.get("CUSTOMLOOP_PROGRESS") != "1"
+        self.bar = tqdm(
+            total=total, desc=desc, unit=unit, initial=initial, dynamic_ncols=True, disable=disable, mininterval=0.25
+        )
+
+    def update(self, advance: int, metrics: Mapping[str, float] | None = None) -> None:
+        if metrics:
+            shown = {k: v for k, v in metrics.items() if self.bar_keys is None or k in self.bar_keys}
+            self.bar.set_postfix({_short(k, shown): _fmt(float(v)) for k, v in shown.items()}, refresh=False)
+        self.bar.update(advance)
+
+    def write(self, message: str) -> None:
+        """Print a line without breaking the bar."""
+        self.bar.write(message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RunLogger:
+    """One run's TensorBoard scalars (under ``out_dir/tb``) and its progress bars."""
+
+    def __init__(self, out_dir: str | os.PathLike | None):
+        self.tb = _TensorBoard(Path(out_dir) / "tb") if out_dir else None
+
+    def scalars(self, step: int, metrics: Mapping[str, float]) -> None:
+        if self.tb is not None:
+            self.tb.scalars(step, {k: float(v) for k, v in metrics.items()})
+
+    def progress(
+        self,
+        total: int | None,
+        desc: str = "train",
+        unit: str = "step",
+        bar_keys: Sequence[str] | None = None,
+        initial: int = 0,
+    ) -> Progress:
+        return Progress(total, desc, unit, bar_keys, initial)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _short(key: str, keys: Mapping[str, Any]) -> str:
+    """The last part of a namespaced key when no other shown key shares it."""
+    tail = key.split("/")[-1]
+    return tail if sum(k.split("/")[-1] == tail for k in keys) == 1 else key
+
+
+def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.4g}"

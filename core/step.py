@@ -1,0 +1,257 @@
+"""The step builder: ordered update groups compiled into train / test / gradient calls.
+
+The math of one step lives here, written with ``keras.ops`` and stateful Keras
+optimizers; how it is compiled (tf.function, XLA, fused loops) is the backend
+module's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from core.backends import get_backend
+from core.transforms import GradientTransform, global_norm
+
+MODES = ("eager", "graph", "xla")
+
+
+class InputError(ValueError):
+    """A batch does not match the declared inputs."""
+
+
+class StepDefinitionError(ValueError):
+    """The update groups of a step are inconsistent."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Shape (``None`` for any size) and dtype of one named input of a step."""
+
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "dtype", keras.backend.standardize_dtype(self.dtype))
+
+
+@dataclass
+class UpdateGroup:
+    """One loss, the variables it trains, their optimizer and an optional gradient transform.
+
+    ``loss_fn(batch)`` returns a scalar loss, or ``(loss, aux)`` where ``aux`` is a
+    dict of extra scalars to log under their own keys.
+    """
+
+    name: str
+    loss_fn: Callable[[dict], Any]
+    variables: Sequence[Any]
+    optimizer: keras.optimizers.Optimizer
+    transform: GradientTransform | None = None
+
+
+def _var_name(v: Any) -> str:
+    return getattr(v, "path", None) or getattr(v, "name", repr(v))
+
+
+def _check_groups(groups: Sequence[UpdateGroup]) -> None:
+    seen: dict[int, str] = {}
+    names = set()
+    for group in groups:
+        if group.name in names:
+            raise StepDefinitionError(f"two update groups are named {group.name!r}")
+        names.add(group.name)
+        if not group.variables:
+            raise StepDefinitionError(f"update group {group.name!r} has no variables")
+        for v in group.variables:
+            if id(v) in seen:
+                raise StepDefinitionError(
+                    f"variable {_var_name(v)!r} is in update groups "
+                    f"{seen[id(v)]!r} and {group.name!r}; a variable may be trained by one group only"
+                )
+            seen[id(v)] = group.name
+
+
+def check_batch(batch: Mapping[str, Any], specs: Mapping[str, InputSpec], leading: int = 0) -> None:
+    """Raise InputError naming the input, expected and received shape/dtype on mismatch.
+
+    ``leading`` extra leading axes (the steps axis of a fused call) are allowed.
+    """
+    if not isinstance(batch, Mapping):
+        raise InputError(f"a batch must be a dict of named inputs {sorted(specs)}, got {type(batch).__name__}")
+    missing = sorted(set(specs) - set(batch))
+    extra = sorted(set(batch) - set(specs))
+    if missing or extra:
+        raise InputError(f"batch inputs do not match: missing {missing}, unexpected {extra}")
+    for name, spec in specs.items():
+        value = batch[name]
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        dtype = keras.backend.standardize_dtype(getattr(value, "dtype", np.asarray(value).dtype))
+        expected = (None,) * leading + spec.shape
+        ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
+        if not ok or dtype != spec.dtype:
+            raise InputError(
+                f"input {name!r}: expected shape {_fmt(expected)} dtype {spec.dtype}, "
+                f"received shape {_fmt(shape)} dtype {dtype}"
+            )
+
+
+def _fmt(shape: tuple) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+class StepFunctions:
+    """Compiled train / test / gradients calls built by :func:`make_step`."""
+
+    def __init__(
+        self,
+        groups: Sequence[UpdateGroup],
+        inputs: Mapping[str, InputSpec] | None,
+        outputs_fn: Callable[[dict], dict] | None,
+        mode: str,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        _check_groups(groups)
+        self.groups = list(groups)
+        self.inputs = dict(inputs or {})
+        self.outputs_fn = outputs_fn
+        self.mode = mode
+        self._backend = get_backend()
+        for group in self.groups:
+            # Optimizer slots must exist before tracing, or they would be created inside the graph.
+            if not group.optimizer.built:
+                group.optimizer.build(list(group.variables))
+
+        b = self._backend
+        single = [{k: b.tensor_spec(s.shape, s.dtype) for k, s in self.inputs.items()}]
+        stacked = [{k: b.tensor_spec((None, *s.shape), s.dtype) for k, s in self.inputs.items()}]
+        self._train = b.compile_fn(self._train_math, mode, single)
+        self._test = b.compile_fn(self._test_math, mode, single)
+        self._grads = b.compile_fn(self._gradients_math, mode, single)
+        # The fused call takes the number of steps from the data; with no inputs the
+        # count is a Python int, so each distinct count traces once.
+        if self.inputs:
+            self._train_many = b.compile_fn(self._train_many_math, mode, stacked)
+        else:
+            self._train_many = b.compile_fn(self._train_many_no_data, mode, None)
+
+    # ----- the math of one step (backend-agnostic) -----
+    def _group_grads(self, group: UpdateGroup, batch: dict):
+        loss, aux, grads = self._backend.value_and_grad(lambda: group.loss_fn(batch), group.variables)
+        unconnected = [_var_name(v) for v, g in zip(group.variables, grads) if g is None]
+        if unconnected:
+            raise StepDefinitionError(
+                f"update group {group.name!r}: its loss gives no gradient to {unconnected}; "
+                "remove them from the group or make the loss depend on them"
+            )
+        return loss, aux, grads
+
+    def _train_math(self, batch: dict) -> dict:
+        logs: dict[str, Any] = {}
+        for group in self.groups:
+            loss, aux, grads = self._group_grads(group, batch)
+            logs[f"{group.name}/loss"] = loss
+            logs[f"{group.name}/grad_norm"] = global_norm(grads)
+            if group.transform is not None:
+                grads = list(group.transform(list(grads)))
+            logs[f"{group.name}/grad_norm_applied"] = global_norm(grads)
+            logs.update(aux)
+            group.optimizer.apply(grads, list(group.variables))
+        return {k: ops.cast(v, "float32") for k, v in logs.items()}
+
+    def _test_math(self, batch: dict) -> dict:
+        logs: dict[str, Any] = {}
+        for group in self.groups:
+            out = group.loss_fn(batch)
+            loss, aux = out if isinstance(out, tuple) else (out, {})
+            logs[f"{group.name}/loss"] = loss
+            logs.update(aux)
+        if self.outputs_fn is not None:
+            logs.update(self.outputs_fn(batch))
+        return {k: ops.cast(v, "float32") for k, v in logs.items()}
+
+    def _gradients_math(self, batch: dict) -> dict:
+        return {g.name: self._group_grads(g, batch)[2] for g in self.groups}
+
+    def _train_many_math(self, batches: dict) -> dict:
+        b = self._backend
+        return b.fused_loop(self._train_math, batches, b.leading_dim(batches))
+
+    def _train_many_no_data(self, num_steps: int) -> dict:
+        return self._backend.fused_loop(self._train_math, {}, num_steps)
+
+    # ----- public calls -----
+    def _prepare(self, batch: Mapping[str, Any] | None, leading: int = 0) -> dict:
+        batch = {} if batch is None else batch
+        check_batch(batch, self.inputs, leading)
+        return {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
+
+    def _numpy(self, logs: dict) -> dict[str, Any]:
+        return {k: self._backend.to_numpy(v) for k, v in logs.items()}
+
+    def train_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """One forward + backward + update per group, in order; returns the logs."""
+        return {k: float(v) for k, v in self._numpy(self._train(self._prepare(batch))).items()}
+
+    def train_steps(
+        self, batches: Mapping[str, Any] | None = None, num_steps: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Several train steps in one compiled call; returns each log as an array, one value per step.
+
+        With declared inputs, ``batches`` holds them stacked on a new leading axis
+        and its length is the number of steps; without inputs give ``num_steps``.
+        """
+        if self.inputs:
+            prepared = self._prepare(batches, leading=1)
+            n = int(next(iter(prepared.values())).shape[0])
+            if num_steps is not None and num_steps != n:
+                raise InputError(f"num_steps={num_steps} but the batches hold {n} steps")
+            if n < 1:
+                raise InputError("a fused call needs at least one step")
+            return self._numpy(self._train_many(prepared))
+        if batches:
+            raise InputError("this step declares no inputs; pass num_steps only")
+        if num_steps is None or num_steps < 1:
+            raise InputError(f"num_steps must be a positive int, got {num_steps!r}")
+        return self._numpy(self._train_many(int(num_steps)))
+
+    def test_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """Forward only: each group's loss (and aux) plus ``outputs_fn``; no updates."""
+        return {k: float(v) for k, v in self._numpy(self._test(self._prepare(batch))).items()}
+
+    def gradients(self, batch: Mapping[str, Any] | None = None) -> dict[str, list[np.ndarray]]:
+        """Each group's raw gradients at the current weights, without applying them."""
+        grads = self._grads(self._prepare(batch))
+        return {name: [self._backend.to_numpy(g) for g in gs] for name, gs in grads.items()}
+
+    def tracing_counts(self) -> dict[str, int | None]:
+        """How often each compiled call has been traced (None in eager mode)."""
+        tc = self._backend.tracing_count
+        return {
+            "train_step": tc(self._train),
+            "train_steps": tc(self._train_many),
+            "test_step": tc(self._test),
+            "gradients": tc(self._grads),
+        }
+
+
+def make_step(
+    groups: Sequence[UpdateGroup],
+    inputs: Mapping[str, InputSpec] | None = None,
+    outputs_fn: Callable[[dict], dict] | None = None,
+    mode: str = "graph",
+) -> StepFunctions:
+    """Build compiled train / test / gradient calls for ordered update groups.
+
+    Groups run in order inside one call, so a later group sees the weights the
+    earlier groups just updated. ``mode`` is "eager" (debugging), "graph"
+    (tf.function) or "xla" (tf.function with jit_compile).
+    """
+    return StepFunctions(groups, inputs, outputs_fn, mode)
