@@ -10,7 +10,14 @@ from core.config import UsageError, field_docs, make_parser, parse_config, run_m
 from core.device import describe_device, gpu_available  # noqa: E402
 from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
 from core.run_log import Progress, RunLogger, atomic_write_bytes, write_summary  # noqa: E402
-from core.runs import Checkpointer, NonFiniteLossError, assert_finite, rng_state, set_rng_state  # noqa: E402
+from core.runs import (  # noqa: E402
+    Checkpointer,
+    GracefulInterrupt,
+    NonFiniteLossError,
+    assert_finite,
+    rng_state,
+    set_rng_state,
+)
 from core.seeding import seed_everything  # noqa: E402
 from core.step import (  # noqa: E402
     InputError,
@@ -32,6 +39,7 @@ def input_gradient(fn, x):
 
 __all__ = [
     "Checkpointer",
+    "GracefulInterrupt",
     "NonFiniteLossError",
     "assert_finite",
     "image_grid",

@@ -55,3 +55,46 @@ class Checkpointer:
 
     def load(self) -> dict[str, Any]:
         return load_checkpoint(self.path, self.objects)
+
+
+class GracefulInterrupt:
+    """Turn the first Ctrl-C (SIGINT) into a flag the training loop checks between compiled calls.
+
+    The loop finishes the call in flight, saves a checkpoint and exits cleanly; a second Ctrl-C
+    interrupts at once. Outside the main thread (where signals cannot be caught) it does nothing.
+
+        with GracefulInterrupt() as stop:
+            while step < total and not stop.requested:
+                ...
+    """
+
+    def __init__(
+        self, message: str | None = "interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)"
+    ):
+        self.message = message
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.message:
+            import sys
+
+            print(f"\n{self.message}", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> GracefulInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None

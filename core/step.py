@@ -54,6 +54,9 @@ class UpdateGroup:
     variables: Sequence[Any]
     optimizer: keras.optimizers.Optimizer
     transform: GradientTransform | None = None
+    repeats: int = 1
+    """updates of this group per step, each on a fresh loss (e.g. several critic steps per generator step);
+    the logs are those of the last one"""
 
 
 def _var_name(v: Any) -> str:
@@ -69,6 +72,10 @@ def _check_groups(groups: Sequence[UpdateGroup]) -> None:
         names.add(group.name)
         if not group.variables:
             raise StepDefinitionError(f"update group {group.name!r} has no variables")
+        if not (isinstance(group.repeats, int) and group.repeats >= 1):
+            raise StepDefinitionError(
+                f"update group {group.name!r}: repeats must be an int >= 1, got {group.repeats!r}"
+            )
         for v in group.variables:
             if id(v) in seen:
                 raise StepDefinitionError(
@@ -156,14 +163,15 @@ class StepFunctions:
     def _train_math(self, batch: dict) -> dict:
         logs: dict[str, Any] = {}
         for group in self.groups:
-            loss, aux, grads = self._group_grads(group, batch)
-            logs[f"{group.name}/loss"] = loss
-            logs[f"{group.name}/grad_norm"] = global_norm(grads)
-            if group.transform is not None:
-                grads = list(group.transform(list(grads)))
-            logs[f"{group.name}/grad_norm_applied"] = global_norm(grads)
-            logs.update(aux)
-            group.optimizer.apply(grads, list(group.variables))
+            for _ in range(group.repeats):
+                loss, aux, grads = self._group_grads(group, batch)
+                logs[f"{group.name}/loss"] = loss
+                logs[f"{group.name}/grad_norm"] = global_norm(grads)
+                if group.transform is not None:
+                    grads = list(group.transform(list(grads)))
+                logs[f"{group.name}/grad_norm_applied"] = global_norm(grads)
+                logs.update(aux)
+                group.optimizer.apply(grads, list(group.variables))
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _test_math(self, batch: dict) -> dict:
