@@ -44,8 +44,11 @@ def compile_fn(fn: Callable, mode: str, input_signature: list | None) -> Callabl
     """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}."""
     if mode == "eager":
         return fn
+    # No autograph: the step is plain Python over groups with explicit tf.while_loop
+    # fusion, and without it our own errors (unconnected variables) reach the user unwrapped.
     return tf.function(
         fn,
+        autograph=False,
         input_signature=input_signature,
         jit_compile=(mode == "xla"),
         reduce_retracing=input_signature is None,

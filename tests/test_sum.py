@@ -1,0 +1,79 @@
+"""The sum example: in-process with a tiny config, and once as `python -m examples.sum`."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from examples import sum as sum_example
+
+
+def test_dataset_is_the_articles():
+    x, y = sum_example.make_dataset(100, np.random.default_rng(0))
+    assert x.shape == (100, 2) and y.shape == (100, 1) and x.dtype == np.float32
+    assert x.min() >= 0 and x.max() <= 8 and np.all(x == np.round(x))
+    np.testing.assert_array_equal(y[:, 0], x.sum(1))
+
+
+@pytest.mark.parametrize("steps_per_call, jit", [(1, True), (100, True), (7, False)])
+def test_train_tiny_config(tmp_path, steps_per_call, jit):
+    cfg = sum_example.Config(epochs=3, lr=0.05, steps_per_call=steps_per_call, jit=jit, out=str(tmp_path))
+    summary = sum_example.train(cfg)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("test_mse", "kernel", "bias", "epochs", "train_seconds"):
+        assert key in saved
+    assert len(saved["kernel"]) == 2 and len(saved["bias"]) == 1 and saved["epochs"] == 3
+    assert summary["test_mse"] == pytest.approx(saved["test_mse"])
+
+
+def test_fused_and_single_calls_train_the_same():
+    a = sum_example.train(sum_example.Config(epochs=2, steps_per_call=1))
+    b = sum_example.train(sum_example.Config(epochs=2, steps_per_call=100))
+    np.testing.assert_allclose(a["kernel"], b["kernel"], rtol=1e-4)
+    np.testing.assert_allclose(a["bias"], b["bias"], rtol=1e-4, atol=1e-6)
+
+
+def test_batch_size_with_remainder_converges_somewhat():
+    s = sum_example.train(sum_example.Config(epochs=20, lr=0.05, batch_size=8, steps_per_call=4))
+    assert s["test_mse"] < 1.0
+
+
+def _run(args, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(sum_example.__file__).rsplit("/examples/", 1)[0]}
+    return subprocess.run(
+        [sys.executable, "-m", "examples.sum", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+
+def test_subprocess_smoke(tmp_path):
+    res = _run(["--epochs", "2", "--out", str(tmp_path / "d")], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "stepping on tensorflow on" in res.stdout
+    assert "learned kernel" in res.stdout
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["epochs"] == 2
+    # TensorFlow's start-up notices stay off the terminal
+    assert "oneDNN" not in res.stderr and "cuda" not in res.stderr.lower()
+
+
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "1000"], ["--epochs", "x"]])
+def test_subprocess_bad_input(tmp_path, args):
+    res = _run(args, tmp_path)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("sum.py: error:") or "error:" in res.stderr
+
+
+@pytest.mark.slow
+def test_default_run_converges(tmp_path):
+    s = sum_example.train(sum_example.Config(out=str(tmp_path)))
+    assert s["test_mse"] < 1e-3
+    np.testing.assert_allclose(s["kernel"], [1, 1], atol=0.02)
+    assert s["train_seconds"] < 30
