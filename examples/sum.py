@@ -112,7 +112,8 @@ def train(config: Config) -> dict:
                 step += n
                 bar.update(n, {"mean_loss": float(np.mean(losses))})
             test_loss = test_fn([x_test, y_test])["loss"]
-            bar.write(f"epoch {epoch}: mean train SSE {np.mean(losses):.4g}, test SSE {test_loss:.4g}")
+            if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs:
+                bar.write(f"epoch {epoch}: mean train SSE {np.mean(losses):.4g}, test SSE {test_loss:.4g}")
         log.scalars(
             step, {"losses/train_sse": float(np.mean(losses)), "losses/test_mse": test_loss / config.test_samples}
         )
