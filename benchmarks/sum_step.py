@@ -12,10 +12,10 @@ import argparse
 import statistics
 import time
 
-import core  # noqa: F401  (quiet TensorFlow start-up)
 import keras
 import numpy as np
 
+import core  # noqa: F401  (quiet TensorFlow start-up)
 from examples.sum import make_dataset, sse
 
 
