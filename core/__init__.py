@@ -8,6 +8,7 @@ from core.backends import get_backend as _get_backend  # noqa: E402
 from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import UsageError, field_docs, make_parser, parse_config, run_main  # noqa: E402
 from core.device import describe_device, gpu_available  # noqa: E402
+from core.forward import ForwardFunction, make_forward  # noqa: E402
 from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
 from core.run_log import Progress, RunLogger, atomic_write_bytes, write_summary  # noqa: E402
 from core.runs import (  # noqa: E402
@@ -48,6 +49,7 @@ __all__ = [
     "save_png",
     "set_rng_state",
     "to_uint8",
+    "ForwardFunction",
     "Function",
     "InputError",
     "InputSpec",
@@ -70,6 +72,7 @@ __all__ = [
     "gpu_available",
     "input_gradient",
     "load_checkpoint",
+    "make_forward",
     "make_parser",
     "make_step",
     "minimize",

@@ -1,0 +1,251 @@
+"""The host side of the policy-gradient agent: gymnasium vector environments and a per-environment episode window.
+
+Kept apart from the compiled math so it can be tested with scripted environments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+import core
+
+
+@dataclass
+class EnvInfo:
+    """What the agent needs to know about an environment."""
+
+    env_id: str
+    obs_dim: int
+    num_actions: int
+    action_start: int
+    reward_threshold: float | None
+    max_episode_steps: int | None
+    autoreset_mode: AutoresetMode
+    vectorization: str
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``, or a UsageError (one line, exit 2)."""
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as e:
+        raise core.UsageError(f"--env {env_id!r}: {_one_line(e)}") from None
+
+
+def check_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> None:
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise core.UsageError(
+            f"--env {env_id!r} has a {type(act_space).__name__} action space; "
+            "this agent supports discrete action spaces only"
+        )
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise core.UsageError(
+            f"--env {env_id!r} has observation space {obs_space}; this agent supports flat Box observations only"
+        )
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, vectorization: str = "auto", **env_kwargs: Any
+) -> tuple[gym.vector.VectorEnv, EnvInfo]:
+    """``num_envs`` copies of ``env_id`` as one vector env.
+
+    ``vectorization``: "vector" (gymnasium's numpy-vectorised implementation, where the
+    environment ships one), "sync" (SyncVectorEnv of single envs) or "auto" (vector when available).
+    """
+    spec = env_spec(env_id)
+    if vectorization == "auto":
+        vectorization = "vector" if spec.vector_entry_point is not None else "sync"
+    if vectorization == "vector" and spec.vector_entry_point is None:
+        raise core.UsageError(
+            f"--vectorization vector: {env_id!r} has no numpy-vectorised implementation; use sync or auto"
+        )
+    mode = {"vector": "vector_entry_point", "sync": "sync"}[vectorization]
+    try:
+        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **env_kwargs)
+    except gym.error.Error as e:  # missing optional dependencies (box2d, ale-py, mujoco) and the like
+        raise core.UsageError(f"--env {env_id!r}: {_one_line(e)}") from None
+    try:
+        check_spaces(env_id, env.single_observation_space, env.single_action_space)
+    except core.UsageError:
+        env.close()
+        raise
+    autoreset = AutoresetMode(env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
+    if autoreset == AutoresetMode.DISABLED:
+        env.close()
+        raise core.UsageError(f"--env {env_id!r}: vector environments with autoreset disabled are not supported")
+    info = EnvInfo(
+        env_id=env_id,
+        obs_dim=int(env.single_observation_space.shape[0]),
+        num_actions=int(env.single_action_space.n),
+        action_start=int(env.single_action_space.start),
+        reward_threshold=spec.reward_threshold,
+        max_episode_steps=spec.max_episode_steps,
+        autoreset_mode=autoreset,
+        vectorization=vectorization,
+    )
+    return env, info
+
+
+class EpisodeWindow:
+    """Each environment's transitions, one column per environment, kept until their episode ends.
+
+    Rows ``[0, done_upto[i])`` of column ``i`` hold finished episodes (trainable: every
+    reward-to-go is complete); rows ``[done_upto[i], fill[i])`` the episode still running.
+    ``ends[t, i] = 1`` marks the last transition of an episode, so a reverse scan over a
+    column restarts its return there and nothing leaks across an episode boundary.
+    """
+
+    def __init__(self, num_envs: int, window: int, obs_dim: int):
+        self.num_envs, self.window, self.obs_dim = num_envs, window, obs_dim
+        self.obs = np.zeros((window, num_envs, obs_dim), np.float32)
+        self.actions = np.zeros((window, num_envs), np.int32)
+        self.rewards = np.zeros((window, num_envs), np.float32)
+        self.ends = np.zeros((window, num_envs), np.float32)
+        self.fill = np.zeros(num_envs, np.int64)
+        self.done_upto = np.zeros(num_envs, np.int64)
+        self._cols = np.arange(num_envs)
+
+    def add(
+        self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, ends: np.ndarray, valid: np.ndarray | None
+    ):
+        """Append one transition per environment (where ``valid``; autoreset steps are not transitions)."""
+        cols = self._cols if valid is None else self._cols[valid]
+        rows = self.fill[cols]
+        if rows.size and rows.max() >= self.window:
+            raise RuntimeError("episode window overflow: call make_room() before collecting")
+        self.obs[rows, cols] = obs[cols]
+        self.actions[rows, cols] = actions[cols]
+        self.rewards[rows, cols] = rewards[cols]
+        e = ends[cols]
+        self.ends[rows, cols] = e
+        self.fill[cols] = rows + 1
+        ended = cols[e.astype(bool)]
+        self.done_upto[ended] = self.fill[ended]
+
+    def make_room(self, steps: int) -> int:
+        """Ensure every column takes ``steps`` more rows: an episode longer than the window is split
+        (its last stored transition becomes an episode end). Returns how many episodes were split."""
+        full = np.nonzero(self.fill + steps > self.window)[0]
+        full = full[self.fill[full] > self.done_upto[full]]
+        if full.size:
+            self.ends[self.fill[full] - 1, full] = 1.0
+            self.done_upto[full] = self.fill[full]
+        return int(full.size)
+
+    def trainable(self) -> int:
+        """Transitions of finished episodes."""
+        return int(self.done_upto.sum())
+
+    def batch(self, row_bucket: int = 64, item_bucket: int = 512) -> dict[str, np.ndarray]:
+        """The finished episodes for one train step, in two layouts.
+
+        Time layout (rows padded to a multiple of ``row_bucket``) for the returns: ``rewards``
+        and ``ends`` (padding rows are episode ends with reward 0, so nothing leaks). Flat
+        layout for the networks, only the finished transitions (padded to a multiple of
+        ``item_bucket``): ``obs``, ``actions``, ``index`` (position in the flattened time
+        layout) and ``weight`` (1, or 0 for padding). Few distinct shapes, no wasted rows.
+        """
+        rows = int(self.done_upto.max())
+        rows = min(self.window, max(row_bucket, -(-rows // row_bucket) * row_bucket))
+        mask = np.arange(rows)[:, None] < self.done_upto[None, :]
+        index = np.flatnonzero(mask)
+        m = index.size
+        size = max(item_bucket, -(-m // item_bucket) * item_bucket)
+        padded = np.zeros(size, np.int32)
+        padded[:m] = index
+        weight = np.zeros(size, np.float32)
+        weight[:m] = 1.0
+        obs = self.obs[:rows].reshape(rows * self.num_envs, self.obs_dim)
+        actions = self.actions[:rows].reshape(-1)
+        return {
+            "rewards": np.where(mask, self.rewards[:rows], 0.0).astype(np.float32),
+            "ends": np.where(mask, self.ends[:rows], 1.0).astype(np.float32),
+            "obs": obs[padded],
+            "actions": actions[padded],
+            "index": padded,
+            "weight": weight,
+        }
+
+    def drop_finished(self) -> None:
+        """Forget the finished episodes; move each running episode to the top of its column."""
+        shift = self.done_upto
+        if not shift.any():
+            return
+        src = np.minimum(np.arange(self.window)[:, None] + shift[None, :], self.window - 1)
+        for name in ("actions", "rewards", "ends"):
+            arr = getattr(self, name)
+            setattr(self, name, np.take_along_axis(arr, src, axis=0))
+        self.obs = np.take_along_axis(self.obs, src[:, :, None], axis=0)
+        self.fill = self.fill - shift
+        self.done_upto = np.zeros_like(shift)
+        stale = np.arange(self.window)[:, None] >= self.fill[None, :]
+        self.rewards[stale] = 0.0
+        self.ends[stale] = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fill": self.fill.tolist(), "done_upto": self.done_upto.tolist()}
+
+
+class Collector:
+    """Steps a vector env with a batched action function and fills an :class:`EpisodeWindow`.
+
+    Handles gymnasium 1.x autoreset: in NEXT_STEP mode the step after an episode's end
+    only resets that environment (its action is ignored, its reward 0), so it is not a
+    transition and is not stored; in SAME_STEP mode every step is a transition.
+    Episode returns and lengths are counted here (what RecordEpisodeStatistics reports).
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, info: EnvInfo, window: EpisodeWindow, act, seed: int | None):
+        self.env, self.info, self.window, self.act = env, info, window, act
+        self.obs, _ = env.reset(seed=seed)
+        self.obs = np.asarray(self.obs, np.float32)
+        n = env.num_envs
+        self.pending_reset = np.zeros(n, bool)
+        self.next_step = info.autoreset_mode == AutoresetMode.NEXT_STEP
+        self.ep_return = np.zeros(n, np.float64)
+        self.ep_length = np.zeros(n, np.int64)
+
+    def collect(self, steps: int) -> tuple[int, list[float], list[int]]:
+        """Run ``steps`` vector steps; return (transitions stored, finished returns, finished lengths)."""
+        returns: list[float] = []
+        lengths: list[int] = []
+        transitions = 0
+        start = self.info.action_start
+        for _ in range(steps):
+            actions = self.act(self.obs)
+            obs, rewards, terminated, truncated, _ = self.env.step(actions + start if start else actions)
+            rewards = np.asarray(rewards, np.float32)
+            ends = np.logical_or(terminated, truncated)
+            if self.next_step and self.pending_reset.any():
+                valid = ~self.pending_reset
+            else:
+                valid = None
+            self.window.add(self.obs, actions, rewards, ends.astype(np.float32), valid)
+            if valid is None:
+                self.ep_return += rewards
+                self.ep_length += 1
+                transitions += len(rewards)
+                finished = ends
+            else:
+                self.ep_return[valid] += rewards[valid]
+                self.ep_length[valid] += 1
+                transitions += int(valid.sum())
+                finished = ends & valid
+            if finished.any():
+                returns.extend(self.ep_return[finished].tolist())
+                lengths.extend(self.ep_length[finished].tolist())
+                self.ep_return[finished] = 0.0
+                self.ep_length[finished] = 0
+            if self.next_step:
+                self.pending_reset = finished
+            self.obs = np.asarray(obs, np.float32)
+        return transitions, returns, lengths
