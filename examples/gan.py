@@ -1,0 +1,653 @@
+"""A GAN on the core: a discriminator group then a generator group, two optimizers, one compiled step.
+
+    python -m examples.gan --out runs/ring                 # 8 Gaussians on a circle (default)
+    python -m examples.gan --dataset grid --out runs/grid  # 25 Gaussians on a 5x5 grid
+    python -m examples.gan --dataset mnist --epochs 5 --out runs/mnist
+    python -m examples.gan --dataset folder --data-dir pics/ --image-size 32 --out runs/pics
+
+Losses: non-saturating (default) or WGAN-GP, optional R1 on real data; both penalties take the gradient of
+D with respect to its input inside the loss (core.input_gradient). D's samples can be packed (PacGAN).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+from keras import ops
+from PIL import Image, ImageDraw
+
+import core
+from examples import gan_data, gan_metrics
+
+DATASETS_2D = ("ring", "grid")
+
+# Per-dataset defaults for the fields left at None (measured: see docs/gan.md).
+DEFAULTS = {
+    "2d": dict(steps=8000, batch_size=256, g_lr=1e-3, d_lr=1e-3, r1=0.1, pack=2, steps_per_call=200, lr_decay=0.01),
+    "image": dict(batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=1, lr_decay=1.0),
+}
+
+
+@dataclass
+class Config:
+    """Train a GAN (generator + discriminator, two optimizers) with a compiled custom step."""
+
+    dataset: Literal["ring", "grid", "mnist", "folder"] = "ring"
+    """ring / grid: 2D Gaussian mixtures sampled on the fly; mnist: digits; folder: pictures in --data-dir"""
+    data_dir: str | None = None
+    """MNIST IDX files (*-images-idx3-ubyte[.gz] + labels) for mnist, or a folder of PNG/JPEG for folder"""
+    steps: int | None = None
+    """generator updates (2D default 8000); for images an optional cap on top of --epochs"""
+    epochs: int = 5
+    """passes over the image data (mnist / folder)"""
+    batch_size: int | None = None
+    """samples per step (2D 256, images 64)"""
+    loss: Literal["ns", "wgan-gp"] = "ns"
+    """ns: non-saturating GAN loss; wgan-gp: Wasserstein loss with a gradient penalty on interpolates"""
+    d_steps: int = 1
+    """discriminator updates per generator update, all inside the same compiled step"""
+    g_lr: float | None = None
+    """generator Adam learning rate (2D 1e-3, images 2e-4)"""
+    d_lr: float | None = None
+    """discriminator Adam learning rate (2D 1e-3, images 2e-4)"""
+    beta1: float = 0.5
+    """Adam beta_1 of both optimizers"""
+    lr_decay: float | None = None
+    """final / initial learning rate, reached linearly over --steps (2D 0.01: small steps sharpen the modes;
+    images 1: constant)"""
+    r1: float | None = None
+    """R1 penalty weight gamma: gamma/2 * E||grad_x D(x_real)||^2; 0 turns it off (2D 0.1, images 1)"""
+    gp_weight: float = 10.0
+    """WGAN-GP penalty weight lambda on (||grad D(x_hat)|| - 1)^2"""
+    pack: int | None = None
+    """samples packed into one discriminator input (PacGAN); 2D 2, images 1"""
+    clip_g: float | None = None
+    """clip the generator's gradients to this global norm"""
+    clip_d: float | None = None
+    """clip the discriminator's gradients to this global norm"""
+    z_dim: int = 16
+    """noise size for 2D (images use 64)"""
+    hidden: int = 128
+    """units per hidden layer of the 2D MLPs"""
+    steps_per_call: int | None = None
+    """train steps fused into one compiled call (2D 200; images 1)"""
+    image_size: int = 28
+    """height and width of folder images (multiple of 4, 8 to 128); mnist is always 28"""
+    channels: int = 3
+    """colour channels of folder images: 1 (grey) or 3 (RGB)"""
+    num_samples: int = 2500
+    """samples from G written to samples.npy (and scored, for 2D)"""
+    quality: bool = True
+    """mnist: train a small classifier on the real data and report class coverage and a Frechet distance"""
+    log_every: int = 1000
+    """2D: steps between metric logs (rounded to whole calls)"""
+    checkpoint_every: int = 2000
+    """2D: steps between checkpoints (rounded to whole calls); images: every epoch"""
+    seed: int = 0
+    """seed for weights, noise and data order"""
+    jit: bool = False
+    """compile the step with XLA (helps the small 2D step, hurts the convolutional one on CPU)"""
+    eager: bool = False
+    """run the step eagerly, for debugging"""
+    resume: bool = False
+    """continue the run saved in --out/checkpoint.npz"""
+    out: str | None = None
+    """folder for TensorBoard scalars, pictures, samples.npy, summary.json and checkpoints"""
+
+    def validate(self) -> None:
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        for name in ("epochs", "d_steps", "z_dim", "hidden", "num_samples", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise core.UsageError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ("steps", "batch_size", "pack", "steps_per_call"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise core.UsageError(f"{flag(name)} must be at least 1, got {value}")
+        for name in ("g_lr", "d_lr", "clip_g", "clip_d"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise core.UsageError(f"{flag(name)} must be a positive number, got {value}")
+        if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
+            raise core.UsageError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        for name in ("r1", "gp_weight"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise core.UsageError(f"{flag(name)} must be zero or positive, got {value}")
+        if not 0 <= self.beta1 < 1:
+            raise core.UsageError(f"--beta1 must be in [0, 1), got {self.beta1}")
+        if self.dataset == "folder" and self.data_dir is None:
+            raise core.UsageError("--dataset folder needs --data-dir DIR (a folder of PNG/JPEG pictures)")
+        if self.data_dir is not None and self.dataset in DATASETS_2D:
+            raise core.UsageError(f"--data-dir is for mnist / folder; {self.dataset} is generated on the fly")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise core.UsageError(f"--data-dir {self.data_dir} is not a folder")
+        if not (8 <= self.image_size <= 128 and self.image_size % 4 == 0):
+            raise core.UsageError(f"--image-size must be a multiple of 4 from 8 to 128, got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise core.UsageError(f"--channels must be 1 or 3, got {self.channels}")
+        s = settings(self)
+        if s["batch_size"] % s["pack"]:
+            raise core.UsageError(f"--batch-size {s['batch_size']} is not a multiple of --pack {s['pack']}")
+        if self.eager and self.jit:
+            raise core.UsageError("--eager and --jit exclude each other")
+
+
+def settings(config: Config) -> dict:
+    """The config with per-dataset defaults filled in for the fields left at None."""
+    kind = "2d" if config.dataset in DATASETS_2D else "image"
+    out = dict(DEFAULTS[kind])
+    for key, value in asdict(config).items():
+        if value is not None or key not in out:
+            out[key] = value
+    return out
+
+
+# ----- losses (keras.ops only; logits in, scalar out) -----
+
+
+def ns_d_loss(real_logits, fake_logits):
+    """Non-saturating GAN, discriminator: -log sigmoid(D(real)) - log(1 - sigmoid(D(fake)))."""
+    return ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+
+
+def ns_g_loss(fake_logits):
+    """Non-saturating GAN, generator: -log sigmoid(D(G(z)))."""
+    return ops.mean(ops.softplus(-fake_logits))
+
+
+def wgan_d_loss(real_scores, fake_scores):
+    """WGAN critic: E[D(fake)] - E[D(real)]."""
+    return ops.mean(fake_scores) - ops.mean(real_scores)
+
+
+def wgan_g_loss(fake_scores):
+    """WGAN generator: -E[D(G(z))]."""
+    return -ops.mean(fake_scores)
+
+
+def _sq_norms(grad):
+    """Squared Euclidean norm of each sample's gradient (sum over all but the batch axis)."""
+    return ops.sum(ops.reshape(ops.square(grad), (ops.shape(grad)[0], -1)), axis=1)
+
+
+def r1_penalty(d_fn, real):
+    """(D(real), E ||grad_x D(x)||^2 at the real samples): R1 without its gamma/2 factor."""
+    logits, grad = core.input_gradient(d_fn, real)
+    return logits, ops.mean(_sq_norms(grad))
+
+
+def gradient_penalty(d_fn, real, fake, eps):
+    """WGAN-GP: E (||grad D(x_hat)|| - 1)^2 at x_hat = eps * real + (1 - eps) * fake."""
+    x_hat = eps * real + (1.0 - eps) * fake
+    _, grad = core.input_gradient(d_fn, x_hat)
+    return ops.mean(ops.square(ops.sqrt(_sq_norms(grad) + 1e-12) - 1.0))
+
+
+def pack(x, k: int):
+    """PacGAN packing: k consecutive samples become one discriminator input.
+
+    (B, F) -> (B/k, k*F); images (B, H, W, C) -> (B/k, H, W, k*C).
+    """
+    if k == 1:
+        return x
+    shape = tuple(x.shape[1:])
+    if len(shape) == 1:
+        return ops.reshape(x, (-1, k * shape[0]))
+    h, w, c = shape
+    x = ops.reshape(x, (-1, k, h, w, c))
+    return ops.reshape(ops.transpose(x, (0, 2, 3, 1, 4)), (-1, h, w, k * c))
+
+
+# ----- models -----
+
+
+def mlp_generator(z_dim: int, hidden: int) -> keras.Model:
+    return keras.Sequential(
+        [keras.Input((z_dim,))]
+        + [keras.layers.Dense(hidden, activation="relu") for _ in range(3)]
+        + [keras.layers.Dense(2)],
+        name="generator",
+    )
+
+
+def mlp_discriminator(in_dim: int, hidden: int) -> keras.Model:
+    layers = [keras.Input((in_dim,))]
+    for _ in range(3):
+        layers += [keras.layers.Dense(hidden), keras.layers.LeakyReLU(0.2)]
+    return keras.Sequential(layers + [keras.layers.Dense(1)], name="discriminator")
+
+
+def conv_generator(z_dim: int, size: int, channels: int) -> keras.Model:
+    """DCGAN-style: dense to (size/4)^2 x 128, two stride-2 transposed convolutions, tanh."""
+    base = size // 4
+    return keras.Sequential(
+        [
+            keras.Input((z_dim,)),
+            keras.layers.Dense(base * base * 128, use_bias=False),
+            keras.layers.BatchNormalization(momentum=0.9),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.Reshape((base, base, 128)),
+            keras.layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(momentum=0.9),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh"),
+        ],
+        name="generator",
+    )
+
+
+def conv_discriminator(size: int, channels: int) -> keras.Model:
+    """DCGAN-style: two stride-2 convolutions with leaky ReLU, then one logit."""
+    return keras.Sequential(
+        [
+            keras.Input((size, size, channels)),
+            keras.layers.Conv2D(64, 4, strides=2, padding="same"),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.Conv2D(128, 4, strides=2, padding="same"),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ],
+        name="discriminator",
+    )
+
+
+class GAN:
+    """Both networks, both optimizers, the noise / data seed generator and the compiled step."""
+
+    def __init__(self, config: Config, image_shape: tuple[int, int, int] | None = None):
+        s = self.s = settings(config)
+        self.config = config
+        self.is_2d = config.dataset in DATASETS_2D
+        self.batch_size = s["batch_size"]
+        self.pack = s["pack"]
+        self.seed_gen = keras.random.SeedGenerator(config.seed)
+        if self.is_2d:
+            modes, std = gan_metrics.mixture(config.dataset)
+            self.modes_np, self.std = modes, std
+            # The networks see data scaled into [-1, 1] (the grid spans [-4, 4]); samples are scaled back.
+            self.data_scale = float(np.abs(modes).max())
+            self.modes = ops.convert_to_tensor(modes / self.data_scale)
+            self.z_dim = config.z_dim
+            self.G = mlp_generator(self.z_dim, config.hidden)
+            self.D = mlp_discriminator(2 * self.pack, config.hidden)
+        else:
+            h, w, c = image_shape
+            self.z_dim = 64
+            self.G = conv_generator(self.z_dim, h, c)
+            self.D = conv_discriminator(h, c * self.pack)
+        self.g_opt = keras.optimizers.Adam(self._lr(s["g_lr"], 1), beta_1=config.beta1)
+        self.d_opt = keras.optimizers.Adam(self._lr(s["d_lr"], config.d_steps), beta_1=config.beta1)
+        groups = [
+            core.UpdateGroup(
+                "d",
+                self.d_loss,
+                self.D.trainable_variables,
+                self.d_opt,
+                core.clip_by_global_norm(config.clip_d) if config.clip_d else None,
+                repeats=config.d_steps,
+            ),
+            core.UpdateGroup(
+                "g",
+                self.g_loss,
+                self.G.trainable_variables,
+                self.g_opt,
+                core.clip_by_global_norm(config.clip_g) if config.clip_g else None,
+            ),
+        ]
+        inputs = None if self.is_2d else {"x": core.InputSpec((None, *image_shape))}
+        mode = "eager" if config.eager else ("xla" if config.jit else "graph")
+        self.step = core.make_step(groups, inputs=inputs, mode=mode)
+
+    def _lr(self, lr: float, updates_per_step: int):
+        """Constant, or linear decay to lr * lr_decay over the run (the optimizer's own step counter)."""
+        decay, steps = self.s["lr_decay"], self.s.get("steps")
+        if decay == 1.0 or not steps:
+            return lr
+        return keras.optimizers.schedules.PolynomialDecay(lr, steps * updates_per_step, lr * decay, power=1.0)
+
+    # --- sampling inside the step ---
+    def real_batch(self, batch):
+        if not self.is_2d:
+            return batch["x"]
+        idx = keras.random.randint((self.batch_size,), 0, len(self.modes_np), seed=self.seed_gen)
+        noise = keras.random.normal((self.batch_size, 2), stddev=self.std / self.data_scale, seed=self.seed_gen)
+        return ops.take(self.modes, idx, axis=0) + noise
+
+    def noise(self, n):
+        return keras.random.normal((n, self.z_dim), seed=self.seed_gen)
+
+    def d_scores(self, x):
+        return self.D(x, training=True)
+
+    # --- the two losses ---
+    def d_loss(self, batch):
+        real = self.real_batch(batch)
+        n = ops.shape(real)[0]
+        fake = ops.stop_gradient(self.G(self.noise(n), training=True))
+        real_p, fake_p = pack(real, self.pack), pack(fake, self.pack)
+        aux = {}
+        r1 = self.s["r1"]
+        if r1 > 0:
+            real_scores, r1_term = r1_penalty(self.d_scores, real_p)
+            aux["d/r1"] = r1_term
+            penalty = 0.5 * r1 * r1_term
+        else:
+            real_scores, penalty = self.d_scores(real_p), 0.0
+        fake_scores = self.d_scores(fake_p)
+        if self.config.loss == "ns":
+            loss = ns_d_loss(real_scores, fake_scores)
+        else:
+            eps_shape = (ops.shape(real_p)[0],) + (1,) * (len(real_p.shape) - 1)
+            eps = keras.random.uniform(eps_shape, seed=self.seed_gen)
+            gp = gradient_penalty(self.d_scores, real_p, fake_p, eps)
+            aux["d/gp"] = gp
+            loss = wgan_d_loss(real_scores, fake_scores)
+            penalty = penalty + self.config.gp_weight * gp
+        aux["d/real_score"] = ops.mean(real_scores)
+        aux["d/fake_score"] = ops.mean(fake_scores)
+        return loss + penalty, aux
+
+    def g_loss(self, batch):
+        n = self.batch_size if self.is_2d else ops.shape(batch["x"])[0]
+        fake_scores = self.d_scores(pack(self.G(self.noise(n), training=True), self.pack))
+        return ns_g_loss(fake_scores) if self.config.loss == "ns" else wgan_g_loss(fake_scores)
+
+    # --- outside the step ---
+    def sample(self, z: np.ndarray) -> np.ndarray:
+        """G(z) in data space: 2D points, or images in [0, 1]."""
+        out = []
+        for i in range(0, len(z), 500):
+            out.append(ops.convert_to_numpy(self.G(ops.convert_to_tensor(z[i : i + 500]), training=False)))
+        x = np.concatenate(out).astype("float32")
+        return x * self.data_scale if self.is_2d else np.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+    def checkpoint_objects(self) -> dict:
+        return {"g": self.G, "d": self.D, "g_opt": self.g_opt, "d_opt": self.d_opt, "seed": self.seed_gen}
+
+
+# ----- pictures -----
+
+
+def scatter_png(samples: np.ndarray, modes: np.ndarray, std: float, size: int = 480) -> np.ndarray:
+    """Generated samples (blue) over the modes and their 3-std circles (red), drawn with Pillow."""
+    extent = float(np.abs(modes).max()) * 1.5
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+
+    def px(p):
+        return ((p[0] + extent) / (2 * extent) * size, (extent - p[1]) / (2 * extent) * size)
+
+    for x in np.asarray(samples)[:5000]:
+        if np.all(np.isfinite(x)) and np.all(np.abs(x) < extent):
+            cx, cy = px(x)
+            draw.rectangle((cx - 1, cy - 1, cx + 1, cy + 1), fill=(31, 90, 200))
+    r_px = max(3.0, 3 * std / (2 * extent) * size)
+    for m in modes:
+        cx, cy = px(m)
+        draw.ellipse((cx - r_px, cy - r_px, cx + r_px, cy + r_px), outline=(220, 30, 30), width=2)
+    return np.asarray(img)
+
+
+# ----- the run -----
+
+
+def _fmt_metrics(m: dict) -> str:
+    kl = "n/a" if m["reverse_kl"] is None else f"{m['reverse_kl']:.4f}"
+    return (
+        f"modes {m['modes_captured']}/{m['num_modes']}, high quality {100 * m['high_quality_fraction']:.1f}%, "
+        f"reverse KL {kl}"
+    )
+
+
+BAR_KEYS = ["d/loss", "g/loss", "d/grad_norm", "g/grad_norm"]
+
+
+def train(config: Config) -> dict:
+    """Train; return the summary (also written to --out/summary.json)."""
+    if config.resume and not config.out:
+        raise core.UsageError("--resume needs --out DIR holding the run's checkpoint.npz")
+    if config.resume and not (Path(config.out) / "checkpoint.npz").exists():
+        raise core.UsageError(f"--resume: no checkpoint.npz in {config.out}")
+    rng = core.seed_everything(config.seed)
+    if config.dataset in DATASETS_2D:
+        return _train_2d(config, rng)
+    return _train_images(config, rng)
+
+
+def _open_run(config: Config, gan: GAN) -> tuple[core.Checkpointer | None, dict]:
+    ckpt = core.Checkpointer(config.out, gan.checkpoint_objects()) if config.out else None
+    meta: dict = {"step": 0, "epoch": 0, "train_seconds": 0.0}
+    if config.resume:
+        try:
+            meta = ckpt.load()
+        except ValueError as e:
+            raise core.UsageError(f"--resume: checkpoint does not fit this configuration ({e})") from None
+        if meta.get("dataset") != config.dataset:
+            raise core.UsageError(f"--resume: the checkpoint is a {meta.get('dataset')} run, not {config.dataset}")
+        print(f"resumed from {ckpt.path} at step {meta['step']}")
+    return ckpt, meta
+
+
+def _train_2d(config: Config, rng: np.random.Generator) -> dict:
+    gan = GAN(config)
+    s = gan.s
+    total, per_call = s["steps"], s["steps_per_call"]
+    ckpt, meta = _open_run(config, gan)
+    step, prior_seconds = int(meta["step"]), float(meta["train_seconds"])
+    eval_z = np.random.default_rng(config.seed + 1).standard_normal((config.num_samples, gan.z_dim)).astype("float32")
+    print(f"stepping on {core.describe_device()}")
+    log = core.RunLogger(config.out)
+    frames: list[np.ndarray] = []
+    interrupted = False
+    start = time.perf_counter()
+    last_log, last_ckpt = step, step
+
+    def save(at_step: int) -> None:
+        if ckpt is not None:
+            ckpt.save(
+                {
+                    "step": at_step,
+                    "dataset": config.dataset,
+                    "train_seconds": prior_seconds + time.perf_counter() - start,
+                    "numpy_rng": core.rng_state(rng),
+                }
+            )
+
+    bar = log.progress(total, desc=config.dataset, initial=step, bar_keys=BAR_KEYS)
+    with bar, core.GracefulInterrupt() as stop:
+        while step < total and not stop.requested:
+            n = min(per_call, total - step)
+            logs = gan.step.train_steps(num_steps=n)
+            core.assert_finite(logs, step + n)
+            step += n
+            means = {k: float(np.mean(v)) for k, v in logs.items()}
+            bar.update(n, means)
+            if step - last_log >= config.log_every or step == total:
+                m = gan_metrics.mode_metrics(gan.sample(eval_z), gan.modes_np, gan.std)
+                charts = {
+                    "charts/modes_captured": m["modes_captured"],
+                    "charts/high_quality_fraction": m["high_quality_fraction"],
+                }
+                if m["reverse_kl"] is not None:
+                    charts["charts/reverse_kl"] = m["reverse_kl"]
+                log.scalars(step, {**means, **charts})
+                last_log = step
+                if config.out:
+                    frames.append(scatter_png(gan.sample(eval_z[:1000]), gan.modes_np, gan.std, size=240))
+            if step - last_ckpt >= config.checkpoint_every:
+                save(step)
+                last_ckpt = step
+        interrupted = stop.requested and step < total
+    train_seconds = prior_seconds + time.perf_counter() - start
+    save(step)
+    log.close()
+
+    samples = gan.sample(eval_z)
+    metrics = gan_metrics.mode_metrics(samples, gan.modes_np, gan.std)
+    print(f"{config.dataset} after {step} steps ({train_seconds:.1f} s): {_fmt_metrics(metrics)}")
+    summary = {
+        "dataset": config.dataset,
+        "steps": step,
+        "train_seconds": train_seconds,
+        **metrics,
+        "interrupted": interrupted,
+        "config": asdict(config),
+    }
+    if config.out:
+        out = Path(config.out)
+        np.save(out / "samples.npy", samples)
+        core.save_png(scatter_png(samples, gan.modes_np, gan.std), out / "samples.png")
+        if frames:
+            core.save_gif(frames, out / "training.gif", fps=4)
+        print(f"wrote {core.write_summary(out, summary)}")
+    if interrupted:
+        print(f"interrupted at step {step}; continue with --resume --out {config.out}")
+    return summary
+
+
+def _load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
+    if config.dataset == "mnist":
+        return gan_data.load_mnist(config.data_dir)
+    images, skipped = gan_data.load_folder(config.data_dir, config.image_size, config.channels)
+    note = f", skipped {skipped} unreadable file(s)" if skipped else ""
+    print(f"loaded {len(images)} pictures from {config.data_dir}{note}")
+    return images, None
+
+
+def _train_images(config: Config, rng: np.random.Generator) -> dict:
+    images, labels = _load_images(config)
+    gan = GAN(config, tuple(images.shape[1:]))
+    bsz = gan.batch_size
+    if bsz > len(images):
+        raise core.UsageError(f"--batch-size {bsz} exceeds the {len(images)} images")
+    per_epoch = len(images) // bsz
+    total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
+    ckpt, meta = _open_run(config, gan)
+    step, prior_seconds = int(meta["step"]), float(meta["train_seconds"])
+    fixed_z = np.random.default_rng(config.seed + 1).standard_normal((64, gan.z_dim)).astype("float32")
+    out = Path(config.out) if config.out else None
+    print(f"stepping on {core.describe_device()}")
+    log = core.RunLogger(config.out)
+    start = time.perf_counter()
+
+    def save(at_step: int) -> None:
+        if ckpt is not None:
+            meta = {"step": at_step, "dataset": config.dataset, "numpy_rng": core.rng_state(rng)}
+            ckpt.save({**meta, "train_seconds": prior_seconds + time.perf_counter() - start})
+
+    def grid(path: Path) -> None:
+        core.save_png(core.image_grid(gan.sample(fixed_z), cols=8), path, scale=2 if images.shape[1] < 64 else 1)
+
+    bar_keys = BAR_KEYS
+    bar = log.progress(total, desc=config.dataset, initial=step, bar_keys=bar_keys)
+    with bar, core.GracefulInterrupt() as stop:
+        while step < total and not stop.requested:
+            epoch, offset = divmod(step, per_epoch)
+            # One fixed order per epoch (seed, epoch): a resumed run skips the batches it has seen.
+            batches = gan_data.image_batches(images, bsz, seed=config.seed * 100003 + epoch).skip(offset)
+            for batch in batches:
+                logs = gan.step.train_step({"x": batch})
+                core.assert_finite(logs, step + 1)
+                step += 1
+                bar.update(1, logs)
+                if step % 50 == 0:
+                    log.scalars(step, logs)
+                if step >= total or stop.requested:
+                    break
+            if step % per_epoch == 0 or step >= total:
+                if out is not None:
+                    grid(out / "grids" / f"epoch_{step / per_epoch:07.2f}.png")
+                bar.write(f"epoch {step / per_epoch:.2f}: " + ", ".join(f"{k} {logs[k]:.4g}" for k in bar_keys))
+                save(step)
+        interrupted = stop.requested and step < total
+    train_seconds = prior_seconds + time.perf_counter() - start
+    save(step)
+    log.close()
+
+    samples = gan.sample(np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, gan.z_dim)))
+    summary = {
+        "dataset": config.dataset,
+        "steps": step,
+        "epochs": step / per_epoch,
+        "train_seconds": train_seconds,
+        "interrupted": interrupted,
+        "config": asdict(config),
+    }
+    if labels is not None and config.quality:
+        quality = classifier_quality(images, labels, samples, config.seed)
+        summary.update(quality)
+        print(
+            f"classifier (accuracy {100 * quality['classifier_accuracy']:.1f}% on held-out real digits): "
+            f"{quality['classes_covered']}/10 classes covered, class KL {quality['class_kl']}, "
+            f"Frechet distance {quality['frechet_distance']:.3g} (real vs real {quality['frechet_distance_real']:.3g})"
+        )
+    print(f"{config.dataset}: {step} steps in {train_seconds:.1f} s")
+    if out is not None:
+        np.save(out / "samples.npy", samples.astype("float32"))
+        grid(out / "samples.png")
+        frames = [np.asarray(Image.open(p)) for p in sorted((out / "grids").glob("epoch_*.png"))]
+        if frames:
+            core.save_gif(frames, out / "grids.gif", fps=2)
+        print(f"wrote {core.write_summary(out, summary)}")
+    if interrupted:
+        print(f"interrupted at step {step}; continue with --resume --out {config.out}")
+    return summary
+
+
+def classifier_quality(images: np.ndarray, labels: np.ndarray, samples: np.ndarray, seed: int) -> dict:
+    """Class coverage and a Frechet distance in the features of a small classifier trained on ``images``.
+
+    No download: the classifier learns from the real data the run was given (at most 20,000 images,
+    2 epochs), a tenth held out to report its accuracy and as the real side of the Frechet distance.
+    """
+    rng = np.random.default_rng(seed + 3)
+    idx = rng.permutation(len(images))[:20000]
+    x = images[idx].astype("float32") / 255.0
+    y = labels[idx].astype("int32")
+    n_val = max(len(x) // 10, 1)
+    x_val, y_val, x_tr, y_tr = x[:n_val], y[:n_val], x[n_val:], y[n_val:]
+    keras.utils.set_random_seed(seed + 3)
+    inp = keras.Input(x.shape[1:])
+    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
+    h = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(h)
+    feats = keras.layers.Dense(64, activation="relu", name="features")(keras.layers.Flatten()(h))
+    logits = keras.layers.Dense(10)(feats)
+    clf = keras.Model(inp, logits)
+    clf.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    clf.fit(x_tr, y_tr, batch_size=128, epochs=2, verbose=0)
+    accuracy = float(clf.evaluate(x_val, y_val, verbose=0)[1])
+    features = keras.Model(inp, [feats, logits])
+    real_f, _ = features.predict(x_val, batch_size=500, verbose=0)
+    fake_f, fake_logits = features.predict(samples.astype("float32"), batch_size=500, verbose=0)
+    probs = ops.convert_to_numpy(ops.softmax(fake_logits))
+    half = len(real_f) // 2
+    return {
+        "classifier_accuracy": accuracy,
+        **gan_metrics.class_coverage(probs),
+        "frechet_distance": gan_metrics.frechet_distance(real_f, fake_f),
+        "frechet_distance_real": gan_metrics.frechet_distance(real_f[:half], real_f[half:]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return core.run_main(train, Config, argv)
+    except core.NonFiniteLossError as e:
+        print(f"gan: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Image data for the GAN example: MNIST IDX files, folders of pictures (Pillow), and a tf.data pipeline.
+
+Every loader returns uint8 arrays of shape (N, H, W, C); bad input raises core.UsageError.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+import core
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """One IDX file (optionally gzipped): images (magic 2051) or labels (magic 2049)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise core.UsageError(f"cannot read IDX file {path}: {e}") from None
+    if len(data) < 8:
+        raise core.UsageError(f"{path} is not an IDX file (too short)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic not in (2049, 2051):
+        raise core.UsageError(f"{path} is not an MNIST IDX file (magic number {magic}, expected 2049 or 2051)")
+    ndim = magic - 2048
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(data) - offset != count:
+        raise core.UsageError(f"{path}: header says {dims} ({count} bytes) but the file holds {len(data) - offset}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def load_mnist_dir(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """All MNIST splits found in ``data_dir`` (``*-images-idx3-ubyte[.gz]`` with matching labels).
+
+    Returns images (N, 28, 28, 1) uint8 and labels (N,) uint8.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise core.UsageError(f"--data-dir {data_dir} is not a folder")
+    image_files = sorted(p for p in data_dir.iterdir() if p.name.split(".")[0].endswith("-images-idx3-ubyte"))
+    if not image_files:
+        raise core.UsageError(f"no MNIST files (*-images-idx3-ubyte[.gz]) in {data_dir}")
+    images, labels = [], []
+    for img_path in image_files:
+        prefix = img_path.name.split("-images-idx3-ubyte")[0]
+        candidates = [data_dir / f"{prefix}-labels-idx1-ubyte{s}" for s in ("", ".gz")]
+        label_path = next((c for c in candidates if c.exists()), None)
+        if label_path is None:
+            raise core.UsageError(f"{img_path.name} has no matching {prefix}-labels-idx1-ubyte[.gz] in {data_dir}")
+        x, y = read_idx(img_path), read_idx(label_path)
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise core.UsageError(f"{img_path.name} / {label_path.name}: shapes {x.shape} and {y.shape} do not match")
+        images.append(x)
+        labels.append(y)
+    return np.concatenate(images)[..., None], np.concatenate(labels)
+
+
+def load_mnist(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST from ``data_dir`` (IDX files) or from ``keras.datasets.mnist`` (download and cache)."""
+    if data_dir is not None:
+        return load_mnist_dir(data_dir)
+    import keras
+
+    (x_train, y_train), _ = keras.datasets.mnist.load_data()
+    return x_train[..., None], y_train
+
+
+def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int) -> tuple[np.ndarray, int]:
+    """Every readable picture under ``data_dir``, converted and resized to (image_size, image_size, channels).
+
+    Returns the images and the number of files skipped as unreadable; no readable image is a UsageError.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise core.UsageError(f"--data-dir {data_dir} is not a folder")
+    files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    mode = "L" if channels == 1 else "RGB"
+    images, skipped = [], 0
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode).resize((image_size, image_size), Image.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+            skipped += 1
+            continue
+        images.append(arr.reshape(image_size, image_size, channels))
+    if not images:
+        what = f"{len(files)} picture file(s), none readable" if files else "no picture files (PNG/JPEG)"
+        raise core.UsageError(f"--data-dir {data_dir}: {what}")
+    return np.stack(images), skipped
+
+
+def image_batches(images: np.ndarray, batch_size: int, seed: int):
+    """A tf.data pipeline over uint8 images: shuffle (seeded, one order per epoch), batch, scale to [-1, 1], prefetch.
+
+    Drops the last partial batch so every step sees ``batch_size`` images.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images)
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=False)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

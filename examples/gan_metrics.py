@@ -1,0 +1,110 @@
+"""Quality figures for the GAN example, computed offline with NumPy (and Keras for the MNIST classifier).
+
+2D (ring, grid): the PacGAN / VEEGAN protocol. A generated sample is *high quality* when it lies within
+three standard deviations of its nearest mode; a mode is *captured* when it is the nearest mode of at least
+one high-quality sample; *reverse KL* is KL(histogram of nearest modes of the high-quality samples || uniform).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# ----- the two 2D mixtures -----
+
+
+def ring_modes(num: int = 8, radius: float = 1.0) -> np.ndarray:
+    """``num`` points evenly spaced on a circle (angles 2*pi*k/num, no duplicated mode)."""
+    angles = 2.0 * np.pi * np.arange(num) / num
+    return np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1).astype("float32")
+
+
+def grid_modes() -> np.ndarray:
+    """The 25 points {-4, -2, 0, 2, 4}^2."""
+    ticks = np.arange(-4.0, 5.0, 2.0)
+    return np.array([(x, y) for x in ticks for y in ticks], dtype="float32")
+
+
+MIXTURES = {"ring": (ring_modes, 0.01), "grid": (grid_modes, 0.05)}
+
+
+def mixture(name: str) -> tuple[np.ndarray, float]:
+    """(modes, std) of a 2D dataset."""
+    make, std = MIXTURES[name]
+    return make(), std
+
+
+def mode_metrics(samples: np.ndarray, modes: np.ndarray, std: float) -> dict:
+    """modes_captured, num_modes, high_quality_fraction and reverse_kl of 2D ``samples``.
+
+    ``reverse_kl`` is None when no sample is of high quality (the histogram is then undefined).
+    """
+    samples = np.asarray(samples, dtype="float64")
+    modes = np.asarray(modes, dtype="float64")
+    if samples.ndim != 2 or samples.shape[1] != 2 or len(samples) == 0:
+        raise ValueError(f"expected samples of shape (N, 2) with N >= 1, got {samples.shape}")
+    finite = np.all(np.isfinite(samples), axis=1)
+    d2 = np.sum((samples[:, None, :] - modes[None, :, :]) ** 2, axis=-1)
+    nearest = np.argmin(np.where(np.isfinite(d2), d2, np.inf), axis=1)
+    dist = np.sqrt(d2[np.arange(len(samples)), nearest])
+    high = finite & (dist <= 3.0 * std)
+    counts = np.bincount(nearest[high], minlength=len(modes))
+    num_high = int(high.sum())
+    if num_high:
+        p = counts / num_high
+        nz = p > 0
+        reverse_kl = float(np.sum(p[nz] * np.log(p[nz] * len(modes))))
+    else:
+        reverse_kl = None
+    return {
+        "modes_captured": int(np.sum(counts > 0)),
+        "num_modes": int(len(modes)),
+        "high_quality_fraction": num_high / len(samples),
+        "reverse_kl": reverse_kl,
+    }
+
+
+# ----- images: a small classifier's view (MNIST) -----
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (as in FID, any features)."""
+    a = np.asarray(feats_a, dtype="float64")
+    b = np.asarray(feats_b, dtype="float64")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a = np.cov(a, rowvar=False)
+    cov_b = np.cov(b, rowvar=False)
+    # tr sqrt(cov_a cov_b) from the eigenvalues of sqrt(cov_a) cov_b sqrt(cov_a) (symmetric PSD).
+    wa, va = np.linalg.eigh(cov_a)
+    sqrt_a = (va * np.sqrt(np.clip(wa, 0, None))) @ va.T
+    m = sqrt_a @ cov_b @ sqrt_a
+    tr_covmean = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None))))
+    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * tr_covmean)
+    return max(value, 0.0)
+
+
+def class_coverage(probs: np.ndarray, num_classes: int = 10, confidence: float = 0.9) -> dict:
+    """How generated images spread over the classes a classifier sees in them.
+
+    ``classes_covered``: classes predicted with at least ``confidence`` for at least 1 % of the
+    confident samples; ``confident_fraction``; ``class_kl``: KL(class histogram of the confident
+    samples || uniform), 0 for perfect balance.
+    """
+    probs = np.asarray(probs, dtype="float64")
+    conf = probs.max(axis=1) >= confidence
+    if not conf.any():
+        return {"classes_covered": 0, "confident_fraction": 0.0, "class_kl": None}
+    counts = np.bincount(probs[conf].argmax(axis=1), minlength=num_classes)
+    p = counts / counts.sum()
+    nz = p > 0
+    return {
+        "classes_covered": int(np.sum(p >= 0.01)),
+        "confident_fraction": float(conf.mean()),
+        "class_kl": float(np.sum(p[nz] * np.log(p[nz] * num_classes))),
+    }
+
+
+def uniform_kl_max(num_modes: int) -> float:
+    """The reverse KL of a generator stuck on one mode: log(num_modes)."""
+    return math.log(num_modes)

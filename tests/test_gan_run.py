@@ -1,0 +1,193 @@
+"""GAN runs: learning on the ring, checkpoints and exact resume, Ctrl-C, non-finite losses, bad input, CLI smoke."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from keras import ops
+
+import core
+from examples import gan, gan_metrics
+
+# Small and quick: no learning-rate decay, so a run of N steps extended to 2N equals a run of 2N.
+TINY = dict(steps=400, steps_per_call=100, checkpoint_every=200, log_every=200, num_samples=500, lr_decay=1.0)
+
+
+def run(tmp_path, name, **kw):
+    cfg = gan.Config(**{**TINY, "out": str(tmp_path / name), **kw})
+    cfg.validate()
+    return gan.train(cfg), tmp_path / name
+
+
+def checkpoint_arrays(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files if k != "__meta__"}, json.loads(str(data["__meta__"]))
+
+
+def test_short_ring_run_captures_modes_far_better_than_an_untrained_generator(tmp_path):
+    cfg = gan.Config(steps=2000, num_samples=1000, out=None)
+    core.seed_everything(0)
+    untrained = gan.GAN(cfg)
+    z = np.random.default_rng(1).standard_normal((1000, cfg.z_dim)).astype("float32")
+    before = gan_metrics.mode_metrics(untrained.sample(z), untrained.modes_np, untrained.std)
+    after = gan.train(cfg)
+    assert before["high_quality_fraction"] < 0.05
+    assert after["modes_captured"] >= 7
+    assert after["high_quality_fraction"] > 0.3
+    assert after["high_quality_fraction"] > 10 * before["high_quality_fraction"]
+
+
+def test_outputs_and_summary(tmp_path):
+    summary, out = run(tmp_path, "a", steps=200)
+    for key in (
+        "dataset",
+        "steps",
+        "train_seconds",
+        "modes_captured",
+        "num_modes",
+        "high_quality_fraction",
+        "reverse_kl",
+    ):
+        assert key in summary
+    assert json.loads((out / "summary.json").read_text())["steps"] == 200
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (500, 2) and samples.dtype == np.float32
+    assert (out / "samples.png").exists() and (out / "training.gif").exists()
+    assert any((out / "tb").iterdir())
+    arrays, meta = checkpoint_arrays(out / "checkpoint.npz")
+    assert meta["step"] == 200 and meta["dataset"] == "ring" and "numpy_rng" in meta
+    # Both networks, both optimizers (their slots and counters) and the seed generator.
+    assert {k.split("/")[0] for k in arrays} == {"g", "d", "g_opt", "d_opt", "seed"}
+
+
+def test_checkpoint_round_trip_and_exact_resume(tmp_path):
+    _, full = run(tmp_path, "full")
+    run(tmp_path, "part", steps=200)
+    resumed, part = run(tmp_path, "part", resume=True)
+    assert resumed["steps"] == 400
+    a, meta_a = checkpoint_arrays(full / "checkpoint.npz")
+    b, meta_b = checkpoint_arrays(part / "checkpoint.npz")
+    assert a.keys() == b.keys() and meta_a["step"] == meta_b["step"] == 400
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    np.testing.assert_array_equal(np.load(full / "samples.npy"), np.load(part / "samples.npy"))
+
+
+class StopAfter:
+    """Stands in for core.GracefulInterrupt: 'Ctrl-C' arrives after ``n`` checks of the flag."""
+
+    def __init__(self, n):
+        self.n = n
+
+    @property
+    def requested(self):
+        self.n -= 1
+        return self.n < 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_interrupted_run_resumes_to_the_same_weights_with_lr_decay(tmp_path, monkeypatch):
+    _, full = run(tmp_path, "full", lr_decay=0.1)
+    with monkeypatch.context() as m:
+        m.setattr(gan.core, "GracefulInterrupt", lambda: StopAfter(2))
+        summary, part = run(tmp_path, "part", lr_decay=0.1)
+    assert summary["interrupted"] and summary["steps"] == 200
+    run(tmp_path, "part", lr_decay=0.1, resume=True)
+    a, _ = checkpoint_arrays(full / "checkpoint.npz")
+    b, _ = checkpoint_arrays(part / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    _, out = run(tmp_path, "a", steps=200)
+    good = (out / "checkpoint.npz").read_bytes()
+    monkeypatch.setattr(gan, "ns_g_loss", lambda fake: ops.mean(fake) * np.float32("nan"))
+    with pytest.raises(core.NonFiniteLossError, match="g/loss"):
+        run(tmp_path, "a", resume=True)
+    assert (out / "checkpoint.npz").read_bytes() == good
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "cifar"], "invalid choice"),
+        (["--dataset", "folder"], "needs --data-dir"),
+        (["--steps", "-3"], "--steps must be at least 1"),
+        (["--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--batch-size", "255"], "not a multiple of --pack"),
+        (["--dataset", "folder", "--data-dir", ".", "--image-size", "30"], "--image-size"),
+        (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "not a folder"),
+        (["--g-lr", "0"], "--g-lr must be a positive number"),
+        (["--resume"], "--resume needs --out"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
+    try:
+        code = gan.main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1
+
+
+def test_wrong_image_files_exit_code_2(tmp_path, capsys):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"garbage!garbage!")
+    assert gan.main(["--dataset", "mnist", "--data-dir", str(tmp_path)]) == 2
+    assert "magic number" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert gan.main(["--dataset", "folder", "--data-dir", str(empty)]) == 2
+    assert "no picture files" in capsys.readouterr().err
+
+
+def cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(gan.Path(gan.__file__).resolve().parents[1])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "examples.gan", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=gan.Path(gan.__file__).resolve().parents[1],
+        **kw,
+    )
+
+
+def test_cli_smoke_run(tmp_path):
+    out = tmp_path / "smoke"
+    proc = cli("--steps", "200", "--steps-per-call", "100", "--num-samples", "300", "--out", str(out))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "stepping on" in stdout and "modes" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "ring" and summary["steps"] == 200 and summary["num_modes"] == 8
+    assert np.load(out / "samples.npy").shape == (300, 2)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = cli("--steps", "1000000", "--steps-per-call", "50", "--lr-decay", "1", "--out", str(out))
+    line = proc.stdout.readline()
+    assert "stepping on" in line
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "interrupted at step" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and 0 < summary["steps"] < 1000000 and summary["steps"] % 50 == 0
+    _, meta = checkpoint_arrays(out / "checkpoint.npz")
+    assert meta["step"] == summary["steps"]
