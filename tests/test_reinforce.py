@@ -1,0 +1,308 @@
+"""examples.reinforce: returns, autoreset boundaries, update groups, sampling, a short run, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import core
+from examples import reinforce
+from examples.reinforce_env import Collector, EnvInfo, EpisodeWindow
+
+CARTPOLE = EnvInfo("CartPole-v1", 4, 2, 0, 475.0, 500, AutoresetMode.NEXT_STEP, "vector")
+
+
+def plain_returns(rewards, ends, gamma):
+    """The textbook loop, one environment column at a time."""
+    out = np.zeros_like(rewards, dtype=np.float64)
+    for n in range(rewards.shape[1]):
+        g = 0.0
+        for t in reversed(range(rewards.shape[0])):
+            g = rewards[t, n] + gamma * (1.0 - ends[t, n]) * g
+            out[t, n] = g
+    return out
+
+
+@pytest.mark.parametrize("rows,gamma", [(1, 0.9), (15, 0.99), (16, 0.5), (17, 1.0), (130, 0.97)])
+def test_returns_match_plain_loop(rows, gamma):
+    rng = np.random.default_rng(rows)
+    rewards = rng.normal(size=(rows, 6)).astype("float32")
+    ends = (rng.random((rows, 6)) < 0.15).astype("float32")
+    expected = plain_returns(rewards, ends, gamma)
+    eager = np.asarray(reinforce.discounted_returns(rewards, ends, gamma))
+    compiled = core.make_forward(
+        lambda b: reinforce.discounted_returns(b["r"], b["e"], gamma),
+        {"r": core.InputSpec((None, 6)), "e": core.InputSpec((None, 6))},
+    )({"r": rewards, "e": ends})
+    np.testing.assert_allclose(eager, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(compiled, expected, rtol=1e-5, atol=1e-4)
+
+
+class Scripted(gym.Env):
+    """Episodes of fixed ``length``; obs = (episode number, t); reward = 10 * episode + t."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.observation_space = gym.spaces.Box(-1e6, 1e6, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.episode = -1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode += 1
+        self.t = 0
+        return np.array([self.episode, 0], np.float32), {}
+
+    def step(self, action):
+        reward = 10.0 * self.episode + self.t
+        self.t += 1
+        return np.array([self.episode, self.t], np.float32), reward, self.t >= self.length, False, {}
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_autoreset_boundaries(mode):
+    lengths = [3, 5]
+    env = gym.vector.SyncVectorEnv([lambda n=n: Scripted(n) for n in lengths], autoreset_mode=mode)
+    info = EnvInfo("scripted", 2, 2, 0, None, None, mode, "sync")
+    window = EpisodeWindow(2, 64, 2)
+    collector = Collector(env, info, window, lambda obs: np.zeros(len(obs), np.int32), seed=0)
+    stored, returns, ep_lengths = collector.collect(17)
+    if mode == AutoresetMode.NEXT_STEP:  # one reset step after each finished episode is not a transition
+        assert stored < 34
+    else:
+        assert stored == 34
+    # Every stored transition belongs to an episode and starts where the previous one ended: no reset step stored.
+    for col, length in enumerate(lengths):
+        fill = window.fill[col]
+        episode, t = window.obs[:fill, col, 0], window.obs[:fill, col, 1]
+        np.testing.assert_array_equal(t, np.arange(fill) % length)
+        np.testing.assert_array_equal(episode, np.arange(fill) // length)
+        np.testing.assert_array_equal(window.rewards[:fill, col], 10 * episode + t)
+        np.testing.assert_array_equal(window.ends[:fill, col], (t == length - 1).astype(np.float32))
+        assert window.done_upto[col] == fill // length * length
+    finished = [(e, n) for n, col in zip(lengths, range(2)) for e in range(window.done_upto[col] // n)]
+    assert sorted(ep_lengths) == sorted(n for _, n in finished)
+    assert sorted(returns) == sorted(sum(10 * e + t for t in range(n)) for e, n in finished)
+    # The trainable batch: returns restart at every episode end, padding is inert.
+    batch = window.batch(row_bucket=8, item_bucket=4)
+    returns_tl = plain_returns(batch["rewards"], batch["ends"], 0.9)
+    got = np.asarray(reinforce.discounted_returns(batch["rewards"], batch["ends"], 0.9)).ravel()[batch["index"]]
+    m = int(batch["weight"].sum())
+    assert m == window.trainable()
+    np.testing.assert_allclose(got[:m], returns_tl.ravel()[batch["index"][:m]], rtol=1e-5)
+    for i in range(m):  # each value is its own episode's reward-to-go, by hand
+        e, t = batch["obs"][i]
+        length = lengths[batch["index"][i] % 2]
+        expected = sum(0.9 ** (k - t) * (10 * e + k) for k in range(int(t), length))
+        assert got[i] == pytest.approx(expected, rel=1e-5)
+    # After training, the running episodes move to the top and keep going seamlessly.
+    tails = window.fill - window.done_upto
+    window.drop_finished()
+    np.testing.assert_array_equal(window.fill, tails)
+    window.make_room(10)
+    collector.collect(10)
+    for col, length in enumerate(lengths):
+        t = window.obs[: window.fill[col], col, 1]
+        assert np.all((np.diff(t) == 1) | ((t[:-1] == length - 1) & (t[1:] == 0)))
+    env.close()
+
+
+def test_make_room_splits_overlong_episodes():
+    window = EpisodeWindow(1, 6, 1)
+    for _ in range(5):
+        window.add(np.zeros((1, 1)), np.zeros(1, np.int32), np.ones(1), np.zeros(1), None)
+    assert window.trainable() == 0
+    assert window.make_room(2) == 1
+    assert window.trainable() == 5 and window.ends[4, 0] == 1.0
+
+
+def _fake_batch(rows=40, n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    window = EpisodeWindow(n, 64, 4)
+    for _ in range(rows):
+        window.add(
+            rng.normal(size=(n, 4)).astype("float32"),
+            rng.integers(0, 2, n).astype("int32"),
+            np.ones(n, "float32"),
+            (rng.random(n) < 0.1).astype("float32"),
+            None,
+        )
+    return window.batch()
+
+
+def _weights(model):
+    return [np.array(w) for w in model.trainable_weights]
+
+
+@pytest.mark.parametrize("frozen", ["policy", "value"])
+def test_each_group_updates_only_its_own_variables(frozen):
+    core.seed_everything(0)
+    config = reinforce.Config(**{"lr" if frozen == "policy" else "value_lr": 1e-30})
+    agent = reinforce.Agent(config, CARTPOLE, 32)
+    groups = {g.name: {id(v) for v in g.variables} for g in agent.step.groups}
+    assert groups["policy"] == {id(v) for v in agent.policy.trainable_variables}
+    assert groups["value"] == {id(v) for v in agent.value.trainable_variables}
+    before = {"policy": _weights(agent.policy), "value": _weights(agent.value)}
+    logs = agent.step.train_step(_fake_batch())
+    after = {"policy": _weights(agent.policy), "value": _weights(agent.value)}
+    moved = "value" if frozen == "policy" else "policy"
+    for b, a in zip(before[frozen], after[frozen]):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    assert any(not np.allclose(a, b) for a, b in zip(before[moved], after[moved]))
+    assert logs["policy/grad_norm"] > 0 and logs["value/grad_norm"] > 0
+    assert logs["policy/grad_norm_applied"] <= config.clip_norm + 1e-5
+
+
+def test_sampling_matches_policy_probabilities():
+    core.seed_everything(1)
+    info = EnvInfo("x", 4, 3, 0, None, None, AutoresetMode.NEXT_STEP, "vector")
+    agent = reinforce.Agent(reinforce.Config(), info, 8)
+    probs = np.array([0.1, 0.3, 0.6])
+    out = agent.policy.get_layer("out")
+    out.kernel.assign(np.zeros(out.kernel.shape, "float32"))
+    out.bias.assign(np.log(probs).astype("float32"))
+    obs = np.random.default_rng(0).normal(size=(2000, 4)).astype("float32")
+    counts = np.zeros(3)
+    for _ in range(10):
+        counts += np.bincount(agent.act(obs), minlength=3)
+    n = counts.sum()
+    chi2 = float((((counts - n * probs) ** 2) / (n * probs)).sum())
+    assert chi2 < 13.8, (counts / n, chi2)  # p = 0.001 for 2 degrees of freedom
+    assert agent.sample.tracing_count() == 1
+    assert set(np.unique(agent.greedy({"obs": obs}))) == {2}
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reinforce")
+    config = reinforce.Config(max_env_steps=25_000, eval_episodes=3, gif=False, out=str(out), checkpoint_every=5)
+    return out, config, reinforce.train(config)
+
+
+def test_short_cartpole_run_beats_random(short_run):
+    out, config, summary = short_run
+    # A uniformly random CartPole policy averages about 22.
+    assert summary["final_mean_return"] > 80, summary
+    assert summary["eval_mean_return"] > 80, summary
+    assert summary["env_steps"] >= config.max_env_steps
+    on_disk = json.loads((out / "summary.json").read_text())
+    for key in (
+        "env_id",
+        "solved",
+        "env_steps_to_solve",
+        "episodes_to_solve",
+        "wall_seconds_to_solve",
+        "env_steps",
+        "final_mean_return",
+        "eval_mean_return",
+        "train_seconds",
+    ):
+        assert key in on_disk
+    assert on_disk["env_id"] == "CartPole-v1" and on_disk["solved"] is False
+    assert on_disk["env_steps_to_solve"] is None and on_disk["wall_seconds_to_solve"] is None
+    # Padded shapes and None dims: each compiled call traced once.
+    assert summary["tracing_counts"]["train_step"] == 1
+    assert summary["tracing_counts"]["sample"] == 1
+    assert (out / "tb").is_dir()
+
+
+def test_checkpoint_round_trip_and_resume(short_run):
+    out, config, summary = short_run
+    core.seed_everything(123)
+    agent = reinforce.Agent(config, CARTPOLE, config.num_envs)
+    ckpt = core.Checkpointer(out, agent.checkpoint_objects())
+    meta = ckpt.load()
+    assert meta["env_steps"] == summary["env_steps"] and meta["episodes"] == summary["episodes"]
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    # Same weights as the trained agent: the greedy actions of a fresh, restored agent match the saved run's.
+    fresh = reinforce.Agent(config, CARTPOLE, config.num_envs)
+    core.Checkpointer(out, fresh.checkpoint_objects()).load()
+    for a, b in zip(_weights(agent.policy), _weights(fresh.policy)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(agent.greedy({"obs": obs}), fresh.greedy({"obs": obs}))
+    resumed = reinforce.train(
+        reinforce.Config(**{**vars(config), "resume": True, "max_env_steps": summary["env_steps"] + 3000})
+    )
+    assert resumed["env_steps"] >= summary["env_steps"] + 3000
+    assert resumed["episodes"] > summary["episodes"]
+
+
+def test_same_seed_repeats_exactly():
+    config = reinforce.Config(max_env_steps=4000, eval_episodes=0, gif=False)
+    a, b = reinforce.train(config), reinforce.train(config)
+    for key in ("env_steps", "episodes", "final_mean_return", "updates"):
+        assert a[key] == b[key]
+
+
+def test_non_finite_loss_stops_without_overwriting(tmp_path, monkeypatch, capsys):
+    (tmp_path / "checkpoint.npz").write_bytes(b"last good")
+    original = reinforce.Agent.policy_loss
+
+    def broken(self, batch):
+        loss, aux = original(self, batch)
+        return loss * float("nan"), aux
+
+    monkeypatch.setattr(reinforce.Agent, "policy_loss", broken)
+    rc = reinforce.main(["--max-env-steps", "3000", "--out", str(tmp_path), "--checkpoint-every", "1", "--no-gif"])
+    assert rc == 1
+    assert "policy/loss became nan" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.npz").read_bytes() == b"last good"
+
+
+@pytest.mark.parametrize(
+    "env_id,needle",
+    [("NoSuchEnv-v0", "NoSuchEnv"), ("Pendulum-v1", "discrete action"), ("CartPole-v999", "CartPole")],
+)
+def test_bad_env_is_one_line_exit_2(env_id, needle, capsys):
+    assert reinforce.main(["--env", env_id, "--no-gif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def _run(args, tmp_path, timeout=240):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.run(
+        [sys.executable, "-m", "examples.reinforce", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+
+
+def test_cli_bad_env_subprocess(tmp_path):
+    proc = _run(["--env", "Pendulum-v1"], tmp_path)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_cli_smoke(tmp_path):
+    out = tmp_path / "run"
+    proc = _run(["--max-env-steps", "3000", "--eval-episodes", "2", "--out", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "stepping on" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] >= 3000 and summary["eval_mean_return"] is not None
+    assert (out / "checkpoint.npz").exists()
+    try:
+        import pygame  # noqa: F401
+    except ImportError:
+        return
+    assert (out / "episode.gif").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_solves_cartpole(seed):
+    summary = reinforce.train(reinforce.Config(seed=seed, max_env_steps=200_000, eval_episodes=5, gif=False))
+    assert summary["solved"], summary
+    assert summary["eval_mean_return"] > 400
