@@ -39,7 +39,7 @@ def import_keras_quietly() -> None:
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with silenced_stderr(quiet):
-        import keras  # noqa: F401
+        import keras
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
@@ -47,3 +47,7 @@ def import_keras_quietly() -> None:
             tf.get_logger().setLevel("ERROR")
             # Device discovery prints the CUDA notices a second time.
             tf.config.list_physical_devices()
+        elif keras.backend.backend() == "jax":
+            import jax
+
+            jax.devices()  # the first look at devices logs which platforms are missing

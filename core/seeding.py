@@ -8,10 +8,14 @@ import random
 import keras
 import numpy as np
 
+from core._quiet import silenced_stderr, verbose_requested
+
 
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and Keras (and so the backend); return a NumPy generator for host-side data."""
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
-    keras.utils.set_random_seed(seed)
+    # Keras also seeds TensorFlow when it is installed, importing it even on JAX: keep its notices quiet.
+    with silenced_stderr(not verbose_requested()):
+        keras.utils.set_random_seed(seed)
     return np.random.default_rng(seed)

@@ -7,7 +7,7 @@ from types import ModuleType
 
 import keras
 
-SUPPORTED = ("tensorflow",)
+SUPPORTED = ("tensorflow", "jax")
 
 
 def get_backend() -> ModuleType:

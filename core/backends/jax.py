@@ -1,0 +1,213 @@
+"""JAX mechanics of a step: pure functions of the variables' values, jax.jit, lax.scan.
+
+Keras code is stateful (layers read variables, optimizers and seed generators assign
+them). A compiled call runs that code under one ``keras.StatelessScope`` whose
+mapping holds every variable the call touches, found by a discovery pass that
+traces the call once with ``jax.eval_shape`` and records each read and write.
+A variable left out would be frozen into the compiled function as a constant, so
+discovery, not a hand-kept list, decides. After each call the new values are
+written back to the Keras variables, so user code never reads stale weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from keras.src.backend.common.stateless_scope import StatelessScope, get_stateless_scope
+
+NAME = "jax"
+
+
+class _RecordingScope(StatelessScope):
+    """A StatelessScope that remembers every variable read or written inside it."""
+
+    def __init__(self, state_mapping=None, discovering: bool = False):
+        super().__init__(state_mapping=state_mapping, initialize_variables=False)
+        self.discovering = discovering
+        self.touched: dict[int, Any] = {}
+        self.reads: set[int] | None = None
+
+    def get_current_value(self, variable):
+        self.touched.setdefault(id(variable), variable)
+        if self.reads is not None:
+            self.reads.add(id(variable))
+        return super().get_current_value(variable)
+
+    def add_update(self, update):
+        self.touched.setdefault(id(update[0]), update[0])
+        super().add_update(update)
+
+
+def _current(scope: StatelessScope, v: Any) -> Any:
+    value = scope.get_current_value(v)
+    return v.value if value is None else value
+
+
+def _split_loss(out: Any) -> tuple[Any, dict]:
+    if isinstance(out, tuple):
+        loss, aux = out
+        return loss, dict(aux)
+    return out, {}
+
+
+def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
+    """Loss, aux and gradients of ``loss_fn()`` with respect to ``variables``; None where the loss never reads one.
+
+    Runs inside the call's scope: the group's variables are swapped for traced values,
+    and writes the forward pass makes to other variables (BatchNormalization
+    statistics, seed generators) are carried out of the gradient trace as aux.
+    """
+    scope = get_stateless_scope()
+    if not isinstance(scope, _RecordingScope):
+        raise RuntimeError("value_and_grad must run inside a compiled call of the JAX backend")
+    ids = [id(v) for v in variables]
+    values = [_current(scope, v) for v in variables]
+    reads: set[int] = set()
+
+    def f(vals):
+        saved = dict(scope.state_mapping)
+        outer_reads = scope.reads
+        scope.state_mapping.update(zip(ids, vals))
+        scope.reads = reads
+        try:
+            loss, aux = _split_loss(loss_fn())
+            written = {k: v for k, v in scope.state_mapping.items() if k not in ids and v is not saved.get(k)}
+        finally:
+            scope.state_mapping.clear()
+            scope.state_mapping.update(saved)
+            scope.reads = outer_reads
+        return loss, (aux, written)
+
+    (loss, (aux, written)), grads = jax.value_and_grad(f, has_aux=True)(values)
+    scope.state_mapping.update(written)
+    if scope.reads is not None:
+        scope.reads |= reads
+    return loss, aux, [g if i in reads else None for i, g in zip(ids, grads)]
+
+
+def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """Value of ``fn(x)`` and the gradient of its sum with respect to ``x`` (differentiable again)."""
+    y, vjp = jax.vjp(fn, jnp.asarray(x))
+    return y, vjp(jnp.ones_like(y))[0]
+
+
+class _Compiled:
+    """A stateful Keras function turned into a jitted pure function of the variables' values."""
+
+    def __init__(self, fn: Callable, mode: str):
+        self.fn = fn
+        self.mode = mode
+        self.state: list | None = None
+        self.traces = 0
+        self._jitted: dict[Any, Callable] = {}
+
+    def _discover(self, args: tuple) -> list:
+        scope = _RecordingScope(discovering=True)
+
+        dynamic = [a for a in args if not isinstance(a, int)]
+
+        def probe(*dyn):
+            it = iter(dyn)
+            with scope:
+                self.fn(*(a if isinstance(a, int) else next(it) for a in args))
+            return 0
+
+        jax.eval_shape(probe, *dynamic)
+        return list(scope.touched.values())
+
+    def _pure(self, state_values, *args):
+        if self.mode != "eager":
+            self.traces += 1
+        scope = _RecordingScope(state_mapping=list(zip(self.state, state_values)))
+        with scope:
+            out = self.fn(*args)
+        new_state = [jnp.asarray(_current(scope, v), dtype=v.dtype) for v in self.state]
+        return out, new_state
+
+    def __call__(self, *args):
+        static = tuple(a for a in args if isinstance(a, int))
+        dynamic = tuple(a for a in args if not isinstance(a, int))
+        if self.state is None:
+            self.state = self._discover(args)
+        if static not in self._jitted:
+
+            def call(state_values, *dyn):
+                it = iter(dyn)
+                full = tuple(a if isinstance(a, int) else next(it) for a in args_template)
+                return self._pure(state_values, *full)
+
+            args_template = args
+            self._jitted[static] = call if self.mode == "eager" else jax.jit(call)
+        out, new_state = self._jitted[static]([v.value for v in self.state], *dynamic)
+        for v, value in zip(self.state, new_state):
+            v.assign(value)
+        return out
+
+
+def compile_fn(fn: Callable, mode: str, input_signature: list | None) -> Callable:
+    """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}; on JAX, graph and XLA are both jax.jit."""
+    return _Compiled(fn, mode)
+
+
+def tracing_count(compiled: Callable) -> int | None:
+    if isinstance(compiled, _Compiled) and compiled.mode != "eager":
+        return compiled.traces
+    return None
+
+
+def tensor_spec(shape: Sequence[int | None], dtype: str) -> tuple:
+    return (tuple(shape), dtype)
+
+
+def to_tensor(value: Any, dtype: str) -> jax.Array:
+    return jnp.asarray(value, dtype=dtype)
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    return np.asarray(value)
+
+
+def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
+    """``num_steps`` steps in one ``lax.scan``, the scope's values as the carry."""
+    scope = get_stateless_scope()
+    if scope.discovering:  # one step shows every variable a step touches
+        logs = step_fn({k: v[0] for k, v in batches.items()})
+        return {k: jnp.broadcast_to(v, (int(num_steps), *jnp.shape(v))) for k, v in logs.items()}
+    ids = list(scope.state_mapping)
+    dtypes = {k: v.dtype for k, v in scope.state_mapping.items()}
+
+    def body(carry, batch):
+        scope.state_mapping.update(zip(ids, carry))
+        logs = step_fn(batch)
+        missing = set(scope.state_mapping) - set(ids)
+        if missing:
+            raise RuntimeError("a fused step wrote a variable the discovery pass did not see")
+        return [jnp.asarray(scope.state_mapping[k], dtype=dtypes[k]) for k in ids], logs
+
+    init = [scope.state_mapping[k] for k in ids]
+    final, logs = jax.lax.scan(body, init, batches if batches else None, length=int(num_steps))
+    scope.state_mapping.update(zip(ids, final))
+    return logs
+
+
+def leading_dim(batches: dict) -> int:
+    return int(next(iter(batches.values())).shape[0])
+
+
+def describe_device() -> str:
+    device = jax.devices()[0]
+    if device.platform == "gpu":
+        return "GPU: " + ", ".join(d.device_kind for d in jax.devices())
+    return device.platform.upper()
+
+
+def gpu_available() -> bool:
+    return jax.devices()[0].platform == "gpu"
+
+
+__all__ = ["keras"]
