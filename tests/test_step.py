@@ -289,3 +289,21 @@ def test_symbolic_function_like_k_function(mode):
     assert fused["loss"].shape == (3,) and fused["loss"][2] < fused["loss"][0]
     with pytest.raises(core.InputError, match="'y_true'"):
         test([bt["x"], bt["x"]])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_input_gradient_inside_a_loss_is_differentiable(mode):
+    """A penalty on d f / d x (as R1 and WGAN-GP use) gets the right gradient for the weights."""
+    w = keras.Variable(np.float32(1.5), name="w")
+    x = np.array([1.0, -2.0, 3.0], "float32")
+
+    def loss_fn(_):
+        y, gx = core.input_gradient(lambda t: w * t**2, x)  # gx = 2 w x
+        return ops.sum(gx**2), {"aux/y_sum": ops.sum(y)}
+
+    step = core.make_step([core.UpdateGroup("w", loss_fn, [w], keras.optimizers.SGD(0.01))], mode=mode)
+    grads = step.gradients()["w"]
+    np.testing.assert_allclose(grads[0], 8 * 1.5 * np.sum(x**2), rtol=1e-5)  # d/dw sum(4 w^2 x^2)
+    logs = step.train_step()
+    assert logs["w/loss"] == pytest.approx(4 * 1.5**2 * np.sum(x**2), rel=1e-5)
+    assert logs["aux/y_sum"] == pytest.approx(1.5 * np.sum(x**2), rel=1e-5)
