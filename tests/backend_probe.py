@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-import core as cl  # first: quiet TensorFlow start-up
+import core as cl
 
 
 def fixed_weights(model: keras.Model, seed: int) -> None:
