@@ -43,6 +43,10 @@ class Config:
     """standardise the advantages (returns minus baseline), the returns, or nothing, over each batch"""
     baseline: bool = True
     """learn a value baseline (second network, own optimizer) and subtract it from the returns"""
+    bootstrap_truncated: bool = False
+    """an episode cut by a time limit (not terminated) ends its return with gamma * V(next observation)
+    instead of 0 (needs --baseline, not --normalize returns). Acrobot-v1 needs it (its early episodes all hit
+    the limit); on CartPole-v1 it measured slower, so off by default"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus in the policy loss"""
     lr: float = 0.005
@@ -207,6 +211,9 @@ class Agent:
                 "actions": core.InputSpec((None,), "int32"),
                 "index": core.InputSpec((None,), "int32"),
                 "weight": core.InputSpec((None,)),
+                "trunc_index": core.InputSpec((None,), "int32"),
+                "trunc_obs": core.InputSpec((None, d)),
+                "trunc_weight": core.InputSpec((None,)),
             },
             mode=train_mode,
         )
@@ -229,7 +236,14 @@ class Agent:
     # losses
     def _returns(self, batch):
         """Reward-to-go of every finished transition, in the flat layout."""
-        returns = discounted_returns(batch["rewards"], batch["ends"], self.config.gamma)
+        rewards = batch["rewards"]
+        cfg = self.config
+        if cfg.bootstrap_truncated and cfg.baseline and cfg.normalize != "returns":
+            # A time limit is not a terminal state: the return goes on as the value of the next observation.
+            tail = ops.stop_gradient(self.value(batch["trunc_obs"])[:, 0]) * self.value_scale * batch["trunc_weight"]
+            extra = ops.scatter(batch["trunc_index"][:, None], cfg.gamma * tail, (ops.size(rewards),))
+            rewards = rewards + ops.reshape(extra, ops.shape(rewards))
+        returns = discounted_returns(rewards, batch["ends"], cfg.gamma)
         returns = ops.take(ops.reshape(returns, (-1,)), batch["index"], axis=0)
         if self.config.normalize == "returns":
             returns = standardize(returns, batch["weight"])

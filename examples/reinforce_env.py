@@ -110,14 +110,28 @@ class EpisodeWindow:
         self.actions = np.zeros((window, num_envs), np.int32)
         self.rewards = np.zeros((window, num_envs), np.float32)
         self.ends = np.zeros((window, num_envs), np.float32)
+        # Episodes cut by a time limit: the observation after the last transition, to bootstrap its value.
+        self.truncated = np.zeros((window, num_envs), bool)
+        self.final_obs = np.zeros((window, num_envs, obs_dim), np.float32)
         self.fill = np.zeros(num_envs, np.int64)
         self.done_upto = np.zeros(num_envs, np.int64)
         self._cols = np.arange(num_envs)
 
     def add(
-        self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, ends: np.ndarray, valid: np.ndarray | None
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        ends: np.ndarray,
+        valid: np.ndarray | None,
+        truncated: np.ndarray | None = None,
+        final_obs: np.ndarray | None = None,
     ):
-        """Append one transition per environment (where ``valid``; autoreset steps are not transitions)."""
+        """Append one transition per environment (where ``valid``; autoreset steps are not transitions).
+
+        ``truncated`` marks episodes cut by a time limit (not terminated); ``final_obs`` holds
+        their next observation, whose value the returns may bootstrap.
+        """
         cols = self._cols if valid is None else self._cols[valid]
         rows = self.fill[cols]
         if rows.size and rows.max() >= self.window:
@@ -127,6 +141,13 @@ class EpisodeWindow:
         self.rewards[rows, cols] = rewards[cols]
         e = ends[cols]
         self.ends[rows, cols] = e
+        if truncated is not None:
+            tr = truncated[cols] & e.astype(bool)
+            self.truncated[rows, cols] = tr
+            if tr.any():
+                self.final_obs[rows[tr], cols[tr]] = final_obs[cols[tr]]
+        else:
+            self.truncated[rows, cols] = False
         self.fill[cols] = rows + 1
         ended = cols[e.astype(bool)]
         self.done_upto[ended] = self.fill[ended]
@@ -145,7 +166,7 @@ class EpisodeWindow:
         """Transitions of finished episodes."""
         return int(self.done_upto.sum())
 
-    def batch(self, row_bucket: int = 64, item_bucket: int = 512) -> dict[str, np.ndarray]:
+    def batch(self, row_bucket: int = 64, item_bucket: int = 512, trunc_bucket: int = 32) -> dict[str, np.ndarray]:
         """The finished episodes for one train step, in two layouts.
 
         Time layout (rows padded to a multiple of ``row_bucket``) for the returns: ``rewards``
@@ -153,6 +174,8 @@ class EpisodeWindow:
         layout for the networks, only the finished transitions (padded to a multiple of
         ``item_bucket``): ``obs``, ``actions``, ``index`` (position in the flattened time
         layout) and ``weight`` (1, or 0 for padding). Few distinct shapes, no wasted rows.
+        Time-limit truncations: ``trunc_index`` (flat time-layout position), ``trunc_obs`` (the
+        observation after it) and ``trunc_weight`` (0 for padding).
         """
         rows = int(self.done_upto.max())
         rows = min(self.window, max(row_bucket, -(-rows // row_bucket) * row_bucket))
@@ -165,6 +188,14 @@ class EpisodeWindow:
         weight = np.zeros(size, np.float32)
         weight[:m] = 1.0
         obs = self.obs[:rows].reshape(rows * self.num_envs, self.obs_dim)
+        cut = np.flatnonzero(mask & self.truncated[:rows])
+        k = cut.size
+        tsize = max(trunc_bucket, -(-k // trunc_bucket) * trunc_bucket)
+        trunc_index = np.zeros(tsize, np.int32)
+        trunc_index[:k] = cut
+        trunc_weight = np.zeros(tsize, np.float32)
+        trunc_weight[:k] = 1.0
+        trunc_obs = self.final_obs[:rows].reshape(-1, self.obs_dim)[trunc_index]
         actions = self.actions[:rows].reshape(-1)
         return {
             "rewards": np.where(mask, self.rewards[:rows], 0.0).astype(np.float32),
@@ -173,6 +204,9 @@ class EpisodeWindow:
             "actions": actions[padded],
             "index": padded,
             "weight": weight,
+            "trunc_index": trunc_index,
+            "trunc_obs": trunc_obs,
+            "trunc_weight": trunc_weight,
         }
 
     def drop_finished(self) -> None:
@@ -181,15 +215,17 @@ class EpisodeWindow:
         if not shift.any():
             return
         src = np.minimum(np.arange(self.window)[:, None] + shift[None, :], self.window - 1)
-        for name in ("actions", "rewards", "ends"):
+        for name in ("actions", "rewards", "ends", "truncated"):
             arr = getattr(self, name)
             setattr(self, name, np.take_along_axis(arr, src, axis=0))
         self.obs = np.take_along_axis(self.obs, src[:, :, None], axis=0)
+        self.final_obs = np.take_along_axis(self.final_obs, src[:, :, None], axis=0)
         self.fill = self.fill - shift
         self.done_upto = np.zeros_like(shift)
         stale = np.arange(self.window)[:, None] >= self.fill[None, :]
         self.rewards[stale] = 0.0
         self.ends[stale] = 0.0
+        self.truncated[stale] = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"fill": self.fill.tolist(), "done_upto": self.done_upto.tolist()}
@@ -222,14 +258,20 @@ class Collector:
         start = self.info.action_start
         for _ in range(steps):
             actions = self.act(self.obs)
-            obs, rewards, terminated, truncated, _ = self.env.step(actions + start if start else actions)
+            obs, rewards, terminated, truncated, step_info = self.env.step(actions + start if start else actions)
             rewards = np.asarray(rewards, np.float32)
             ends = np.logical_or(terminated, truncated)
             if self.next_step and self.pending_reset.any():
                 valid = ~self.pending_reset
             else:
                 valid = None
-            self.window.add(self.obs, actions, rewards, ends.astype(np.float32), valid)
+            cut = np.logical_and(truncated, ~np.asarray(terminated, bool))
+            final_obs = obs
+            if cut.any() and not self.next_step and "final_obs" in step_info:  # SAME_STEP: obs is already reset
+                final_obs = np.array(obs, np.float32, copy=True)
+                for i in np.flatnonzero(cut):
+                    final_obs[i] = step_info["final_obs"][i]
+            self.window.add(self.obs, actions, rewards, ends.astype(np.float32), valid, cut, final_obs)
             if valid is None:
                 self.ep_return += rewards
                 self.ep_length += 1

@@ -306,3 +306,29 @@ def test_solves_cartpole(seed):
     summary = reinforce.train(reinforce.Config(seed=seed, max_env_steps=200_000, eval_episodes=5, gif=False))
     assert summary["solved"], summary
     assert summary["eval_mean_return"] > 400
+
+
+def test_bootstrap_at_time_limit_only():
+    core.seed_everything(0)
+    agent = reinforce.Agent(reinforce.Config(bootstrap_truncated=True, gamma=0.9), CARTPOLE, 2)
+    window = EpisodeWindow(2, 16, 4)
+    rng = np.random.default_rng(0)
+    final = rng.normal(size=(2, 4)).astype("float32")
+    for t in range(3):  # column 0: cut by the time limit after 3 steps; column 1: terminated after 3 steps
+        end = np.array([t == 2, t == 2], np.float32)
+        window.add(
+            rng.normal(size=(2, 4)).astype("float32"),
+            np.zeros(2, np.int32),
+            np.ones(2, np.float32),
+            end,
+            None,
+            np.array([t == 2, False]),
+            final,
+        )
+    batch = window.batch()
+    got = np.asarray(agent._returns(batch))[:6]
+    v = float(np.asarray(agent.value(final[:1]))[0, 0]) * agent.value_scale
+    g_cut = [1 + 0.9 + 0.81 + 0.729 * v, 1 + 0.9 + 0.81 * v, 1 + 0.9 * v]
+    g_term = [2.71, 1.9, 1.0]
+    expected = np.array([g for pair in zip(g_cut, g_term) for g in pair])  # flat index = row * envs + env
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
