@@ -143,6 +143,8 @@ class StepFunctions:
         self._train = b.compile_fn(self._train_math, mode, single)
         self._test = b.compile_fn(self._test_math, mode, single)
         self._grads = b.compile_fn(self._gradients_math, mode, single)
+        self._signature = single
+        self._entries: dict[str, Any] = {}
         # The fused call takes the number of steps from the data; with no inputs the
         # count is a Python int, so each distinct count traces once.
         if self.inputs:
@@ -210,12 +212,20 @@ class StepFunctions:
                 self._checked.add(key)
         return {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
 
+    def _entry(self, name: str) -> Any:
+        """The backend's cheapest entry point into a compiled single-step call, made once."""
+        entry = self._entries.get(name)
+        if entry is None:
+            entry = self._entries[name] = self._backend.fast_entry(getattr(self, name), self._signature)
+        return entry
+
     def _numpy(self, logs: dict) -> dict[str, Any]:
         return {k: self._backend.to_numpy(v) for k, v in logs.items()}
 
     def train_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, float]:
         """One forward + backward + update per group, in order; returns the logs."""
-        return {k: float(v) for k, v in self._numpy(self._train(self._prepare(batch))).items()}
+        prepared = self._prepare(batch)  # check before the first call traces anything
+        return {k: float(v) for k, v in self._numpy(self._entry("_train")(prepared)).items()}
 
     def train_steps(
         self, batches: Mapping[str, Any] | None = None, num_steps: int | None = None
@@ -241,11 +251,13 @@ class StepFunctions:
 
     def test_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, float]:
         """Forward only: each group's loss (and aux) plus ``outputs_fn``; no updates."""
-        return {k: float(v) for k, v in self._numpy(self._test(self._prepare(batch))).items()}
+        prepared = self._prepare(batch)
+        return {k: float(v) for k, v in self._numpy(self._entry("_test")(prepared)).items()}
 
     def gradients(self, batch: Mapping[str, Any] | None = None) -> dict[str, list[np.ndarray]]:
         """Each group's raw gradients at the current weights, without applying them."""
-        grads = self._grads(self._prepare(batch))
+        prepared = self._prepare(batch)
+        grads = self._entry("_grads")(prepared)
         return {name: [self._backend.to_numpy(g) for g in gs] for name, gs in grads.items()}
 
     def tracing_counts(self) -> dict[str, int | None]:

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One short GPU check (under 5 minutes): every example for a short budget with KERAS_BACKEND=jax,
+# on the GPU and on the CPU, printing the device each run stepped on and its steps per second.
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]
+#
+# Made for a machine with an NVIDIA GPU and JAX with CUDA but possibly without Keras, gymnasium or
+# network access: wheels placed beforehand in the checkout's ignored .whl/ folder are installed first
+# (README, "GPU check", says which and how to download them). Works on a CPU-only machine too (the
+# GPU rows then say so).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-$(mktemp -d)}}
+mkdir -p "$out"
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  site=/tmp/customloop-site
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
+    || { echo "gpu_check: installing .whl/ failed" >&2; exit 1; }
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+
+python3 - <<'PY' || exit 1
+import importlib.util, sys
+need = ["jax", "keras", "numpy", "gymnasium", "tqdm", "PIL", "tensorboardX"]
+missing = [m for m in need if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"gpu_check: missing packages {missing}: put their wheels in .whl/ (see README, 'GPU check')")
+import jax
+print(f"jax {jax.__version__}; devices: {jax.devices()}")
+PY
+
+gpu=$(python3 -c "import jax; print(int(any(d.platform == 'gpu' for d in jax.devices())))")
+
+# name | args (short budgets) | how to count steps from summary.json
+runs=(
+  "sum|--epochs 5 --steps-per-call 100|summary['epochs'] * 100"
+  "gan|--steps 3000|summary['steps']"
+  "reinforce|--max-env-steps 60000 --eval-episodes 1|summary['env_steps']"
+)
+
+printf '%-10s %-5s %-34s %10s %8s %s\n' example where device steps/s seconds status
+for platform in gpu cpu; do
+  if [ "$platform" = gpu ] && [ "$gpu" != 1 ]; then
+    echo "(no GPU visible to JAX: GPU rows skipped)"
+    continue
+  fi
+  for entry in "${runs[@]}"; do
+    IFS='|' read -r name args count <<<"$entry"
+    dir="$out/$name-$platform"
+    # shellcheck disable=SC2086
+    JAX_PLATFORMS=$([ "$platform" = gpu ] && echo cuda || echo cpu) timeout 150 python3 -m examples.$name $args --out "$dir" >"$dir.log" 2>&1
+    rc=$?
+    python3 - "$dir" "$name" "$platform" "$rc" "$count" <<'PY'
+import json, pathlib, re, sys
+d, name, platform, rc, count = sys.argv[1:]
+log = pathlib.Path(d + ".log").read_text(errors="replace")
+m = re.search(r"stepping on (.*)", log)
+device = m.group(1).strip() if m else "?"
+path = pathlib.Path(d) / "summary.json"
+if rc != "0" or not path.exists():
+    tail = log.strip().splitlines()[-1:] or ["(no output)"]
+    print(f"{name:<10} {platform:<5} {device:<34} {'-':>10} {'-':>8} FAILED rc={rc}: {tail[0][:100]}")
+else:
+    summary = json.loads(path.read_text())
+    steps = eval(count, {}, {"summary": summary})
+    secs = summary["train_seconds"]
+    print(f"{name:<10} {platform:<5} {device:<34} {steps / secs:10.0f} {secs:8.1f} ok")
+PY
+  done
+done
+echo "logs and summaries: $out"
