@@ -30,7 +30,7 @@ DATASETS_2D = ("ring", "grid")
 
 # Per-dataset defaults for the fields left at None (measured: see docs/gan.md).
 DEFAULTS = {
-    "2d": dict(steps=8000, batch_size=256, g_lr=1e-3, d_lr=1e-3, r1=0.1, pack=2, steps_per_call=200, lr_decay=0.01),
+    "2d": dict(steps=20000, batch_size=256, g_lr=1e-3, d_lr=1e-3, r1=0.1, pack=2, steps_per_call=200, lr_decay=0.01),
     "image": dict(batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=1, lr_decay=1.0),
 }
 
@@ -44,7 +44,7 @@ class Config:
     data_dir: str | None = None
     """MNIST IDX files (*-images-idx3-ubyte[.gz] + labels) for mnist, or a folder of PNG/JPEG for folder"""
     steps: int | None = None
-    """generator updates (2D default 8000); for images an optional cap on top of --epochs"""
+    """generator updates (2D default 20000); for images an optional cap on top of --epochs"""
     epochs: int = 5
     """passes over the image data (mnist / folder)"""
     batch_size: int | None = None
