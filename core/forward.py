@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from core.backends import get_backend
-from core.step import MODES, InputSpec, check_batch
+from core.step import MODES, InputChecker, InputSpec
 
 
 class ForwardFunction:
@@ -30,6 +30,7 @@ class ForwardFunction:
         if not inputs:
             raise ValueError("a forward function needs at least one declared input")
         self.inputs = dict(inputs)
+        self._check = InputChecker(self.inputs)
         self.mode = mode
         self._backend = b = get_backend()
         signature = [{k: b.tensor_spec(s.shape, s.dtype) for k, s in self.inputs.items()}]
@@ -38,7 +39,7 @@ class ForwardFunction:
         self._signature = signature
 
     def __call__(self, batch: Mapping[str, Any]) -> Any:
-        check_batch(batch, self.inputs)
+        self._check(batch)
         if self._call is None:
             self._call = self._backend.fast_entry(self._compiled, self._signature)
         prepared = {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}

@@ -109,6 +109,25 @@ def check_batch(batch: Mapping[str, Any], specs: Mapping[str, InputSpec], leadin
             )
 
 
+class InputChecker:
+    """``check_batch`` that remembers signatures it has passed: checking costs tens of
+    microseconds, a hot loop calls with the same few signatures again and again."""
+
+    def __init__(self, specs: Mapping[str, InputSpec]):
+        self.specs = dict(specs)
+        self._passed: set = set()
+
+    def __call__(self, batch: Mapping[str, Any], leading: int = 0) -> None:
+        try:
+            key = (leading, *((k, tuple(v.shape), v.dtype) for k, v in batch.items()))
+        except (AttributeError, TypeError):  # no shape / dtype (lists, scalars): check every time
+            check_batch(batch, self.specs, leading)
+            return
+        if key not in self._passed:
+            check_batch(batch, self.specs, leading)
+            self._passed.add(key)
+
+
 def _fmt(shape: tuple) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
 
@@ -131,7 +150,7 @@ class StepFunctions:
         self.outputs_fn = outputs_fn
         self.mode = mode
         self._backend = get_backend()
-        self._checked: set = set()
+        self._check = InputChecker(self.inputs)
         for group in self.groups:
             # Optimizer slots must exist before tracing, or they would be created inside the graph.
             if not group.optimizer.built:
@@ -201,15 +220,7 @@ class StepFunctions:
     # ----- public calls -----
     def _prepare(self, batch: Mapping[str, Any] | None, leading: int = 0) -> dict:
         batch = {} if batch is None else batch
-        # Checking costs tens of microseconds per call; a signature seen before is known good.
-        try:
-            key = (leading, *((k, tuple(v.shape), v.dtype) for k, v in batch.items()))
-        except (AttributeError, TypeError):
-            key = None
-        if key is None or key not in self._checked:
-            check_batch(batch, self.inputs, leading)
-            if key is not None:
-                self._checked.add(key)
+        self._check(batch, leading)
         return {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
 
     def _entry(self, name: str) -> Any:

@@ -142,9 +142,11 @@ class _Compiled:
 
             args_template = args
             self._jitted[static] = call if self.mode == "eager" else jax.jit(call)
-        out, new_state = self._jitted[static]([v.value for v in self.state], *dynamic)
+        # _value / _direct_assign skip Keras' per-variable checks (shape, dtype, scope): the
+        # compiled function already returns each value with its variable's shape and dtype.
+        out, new_state = self._jitted[static]([v._value for v in self.state], *dynamic)
         for v, value in zip(self.state, new_state):
-            v.assign(value)
+            v._direct_assign(value)
         return out
 
 
