@@ -307,3 +307,24 @@ def test_input_gradient_inside_a_loss_is_differentiable(mode):
     logs = step.train_step()
     assert logs["w/loss"] == pytest.approx(4 * 1.5**2 * np.sum(x**2), rel=1e-5)
     assert logs["aux/y_sum"] == pytest.approx(1.5 * np.sum(x**2), rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_make_forward_matches_model_and_draws_fresh_noise(mode):
+    model = dense(kernel=[[2.0], [-1.0]], bias=[0.5])
+    seed = keras.random.SeedGenerator(0)
+
+    def fn(b):
+        return {"y": model(b["x"]), "noise": keras.random.uniform((3,), seed=seed)}
+
+    forward = core.make_forward(fn, {"x": core.InputSpec((None, 2))}, mode=mode)
+    x = np.array([[1.0, 1.0], [0.0, 2.0]], "float32")
+    first, second = forward({"x": x}), forward({"x": x[:1]})
+    np.testing.assert_allclose(first["y"], [[1.5], [-1.5]], rtol=1e-6)
+    np.testing.assert_allclose(second["y"], [[1.5]], rtol=1e-6)
+    assert not np.allclose(first["noise"], second["noise"])  # the seed state advances between calls
+    with pytest.raises(core.InputError, match=r"'x'.*\(None, 2\).*\(2, 3\)"):
+        forward({"x": np.zeros((2, 3), "float32")})
+    if mode != "eager":
+        forward({"x": x[:1]})
+        assert forward.tracing_count() == (1 if keras.backend.backend() == "tensorflow" else 2)
