@@ -192,3 +192,25 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert summary["interrupted"] and 0 < summary["steps"] < 1000000 and summary["steps"] % 50 == 0
     _, meta = checkpoint_arrays(out / "checkpoint.npz")
     assert meta["step"] == summary["steps"]
+
+
+def test_wgan_gp_with_several_critic_steps_per_generator_step():
+    cfg = gan.Config(loss="wgan-gp", d_steps=3, r1=0.0, steps=50, steps_per_call=25, num_samples=200, lr_decay=1.0)
+    cfg.validate()
+    core.seed_everything(0)
+    model = gan.GAN(cfg)
+    logs = model.step.train_steps(num_steps=50)
+    assert {"d/loss", "g/loss", "d/gp", "d/grad_norm", "g/grad_norm"} <= set(logs)
+    assert all(np.all(np.isfinite(v)) for v in logs.values())
+    # Three critic updates per generator update, all in the same call.
+    assert int(model.d_opt.iterations.numpy()) == 150 and int(model.g_opt.iterations.numpy()) == 50
+
+
+def test_batch_larger_than_the_folder_is_a_usage_error(tmp_path, capsys):
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{i}.png")
+    argv = ["--dataset", "folder", "--data-dir", str(tmp_path), "--image-size", "8", "--batch-size", "8"]
+    assert gan.main(argv) == 2
+    assert "exceeds the 3 images" in capsys.readouterr().err
