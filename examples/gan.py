@@ -378,8 +378,8 @@ class GAN:
 # ----- pictures -----
 
 
-def scatter_png(samples: np.ndarray, modes: np.ndarray, std: float, size: int = 480) -> np.ndarray:
-    """Generated samples (blue) over the modes and their 3-std circles (red), drawn with Pillow."""
+def scatter_png(samples: np.ndarray, modes: np.ndarray, std: float, size: int = 480, caption: str = "") -> np.ndarray:
+    """Generated samples (blue) over the modes' 3-standard-deviation circles (red), drawn with Pillow."""
     extent = float(np.abs(modes).max()) * 1.5
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
@@ -387,14 +387,16 @@ def scatter_png(samples: np.ndarray, modes: np.ndarray, std: float, size: int = 
     def px(p):
         return ((p[0] + extent) / (2 * extent) * size, (extent - p[1]) / (2 * extent) * size)
 
+    r_px = max(4.0, 3 * std / (2 * extent) * size)
+    for m in modes:
+        cx, cy = px(m)
+        draw.ellipse((cx - r_px, cy - r_px, cx + r_px, cy + r_px), fill=(255, 215, 215), outline=(220, 30, 30))
     for x in np.asarray(samples)[:5000]:
         if np.all(np.isfinite(x)) and np.all(np.abs(x) < extent):
             cx, cy = px(x)
-            draw.rectangle((cx - 1, cy - 1, cx + 1, cy + 1), fill=(31, 90, 200))
-    r_px = max(3.0, 3 * std / (2 * extent) * size)
-    for m in modes:
-        cx, cy = px(m)
-        draw.ellipse((cx - r_px, cy - r_px, cx + r_px, cy + r_px), outline=(220, 30, 30), width=2)
+            draw.rectangle((cx, cy, cx + 1, cy + 1), fill=(31, 90, 200))
+    if caption:
+        draw.text((8, 6), caption, fill=(0, 0, 0))
     return np.asarray(img)
 
 
@@ -483,7 +485,8 @@ def _train_2d(config: Config, rng: np.random.Generator) -> dict:
                 log.scalars(step, {**means, **charts})
                 last_log = step
                 if config.out:
-                    frames.append(scatter_png(gan.sample(eval_z[:1000]), gan.modes_np, gan.std, size=240))
+                    frame = scatter_png(gan.sample(eval_z[:1000]), gan.modes_np, gan.std, 240, f"step {step}")
+                    frames.append(frame)
             if step - last_ckpt >= config.checkpoint_every:
                 save(step)
                 last_ckpt = step
@@ -506,7 +509,8 @@ def _train_2d(config: Config, rng: np.random.Generator) -> dict:
     if config.out:
         out = Path(config.out)
         np.save(out / "samples.npy", samples)
-        core.save_png(scatter_png(samples, gan.modes_np, gan.std), out / "samples.png")
+        caption = f"{config.dataset}, {step} steps: {_fmt_metrics(metrics)}"
+        core.save_png(scatter_png(samples, gan.modes_np, gan.std, caption=caption), out / "samples.png")
         if frames:
             core.save_gif(frames, out / "training.gif", fps=4)
         print(f"wrote {core.write_summary(out, summary)}")
