@@ -426,7 +426,7 @@ def train(config: Config) -> dict:
     return _train_images(config, rng)
 
 
-def _open_run(config: Config, gan: GAN) -> tuple[core.Checkpointer | None, dict]:
+def _open_run(config: Config, gan: GAN, rng: np.random.Generator) -> tuple[core.Checkpointer | None, dict]:
     ckpt = core.Checkpointer(config.out, gan.checkpoint_objects()) if config.out else None
     meta: dict = {"step": 0, "epoch": 0, "train_seconds": 0.0}
     if config.resume:
@@ -436,6 +436,7 @@ def _open_run(config: Config, gan: GAN) -> tuple[core.Checkpointer | None, dict]
             raise core.UsageError(f"--resume: checkpoint does not fit this configuration ({e})") from None
         if meta.get("dataset") != config.dataset:
             raise core.UsageError(f"--resume: the checkpoint is a {meta.get('dataset')} run, not {config.dataset}")
+        core.set_rng_state(rng, meta["numpy_rng"])
         print(f"resumed from {ckpt.path} at step {meta['step']}")
     return ckpt, meta
 
@@ -444,7 +445,7 @@ def _train_2d(config: Config, rng: np.random.Generator) -> dict:
     gan = GAN(config)
     s = gan.s
     total, per_call = s["steps"], s["steps_per_call"]
-    ckpt, meta = _open_run(config, gan)
+    ckpt, meta = _open_run(config, gan, rng)
     step, prior_seconds = int(meta["step"]), float(meta["train_seconds"])
     eval_z = np.random.default_rng(config.seed + 1).standard_normal((config.num_samples, gan.z_dim)).astype("float32")
     print(f"stepping on {core.describe_device()}")
@@ -536,7 +537,7 @@ def _train_images(config: Config, rng: np.random.Generator) -> dict:
         raise core.UsageError(f"--batch-size {bsz} exceeds the {len(images)} images")
     per_epoch = len(images) // bsz
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
-    ckpt, meta = _open_run(config, gan)
+    ckpt, meta = _open_run(config, gan, rng)
     step, prior_seconds = int(meta["step"]), float(meta["train_seconds"])
     fixed_z = np.random.default_rng(config.seed + 1).standard_normal((64, gan.z_dim)).astype("float32")
     out = Path(config.out) if config.out else None
