@@ -37,6 +37,9 @@ class Config:
     """vector: gymnasium's numpy-vectorised env (CartPole has one); sync: SyncVectorEnv; auto: vector if available"""
     rollout_steps: int = 16
     """vector steps between updates; each update trains on every episode finished since the last one"""
+    update_size: int = 1024
+    """transitions per train-step call: the finished ones are padded to this size, or split over several calls
+    (every k-th transition in each) when there are more. One fixed shape, so a JAX step compiles once"""
     gamma: float = 0.99
     """discount of the reward-to-go returns"""
     normalize: Literal["advantages", "returns", "none"] = "advantages"
@@ -72,7 +75,7 @@ class Config:
     jit: bool = True
     """compile the acting call with XLA (else a plain tf.function graph)"""
     jit_train: bool = False
-    """compile the train step with XLA too (off: XLA compiles it anew for each padded batch shape, seconds each)"""
+    """compile the train step with XLA on TensorFlow too (about 5 s of compiling; on JAX the step is always jitted)"""
     eager: bool = False
     """run everything eagerly, uncompiled, for debugging"""
     checkpoint_every: int = 50
@@ -85,7 +88,7 @@ class Config:
     """continue from out/checkpoint.npz"""
 
     def validate(self) -> None:
-        for name in ("num_envs", "rollout_steps", "hidden", "max_env_steps", "checkpoint_every"):
+        for name in ("num_envs", "rollout_steps", "update_size", "hidden", "max_env_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise core.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.eval_episodes < 0:
@@ -200,8 +203,9 @@ class Agent:
                     core.clip_by_global_norm(config.value_clip_norm) if config.value_clip_norm > 0 else None,
                 )
             )
-        # Returns need the time layout (rows x envs), the networks only the finished transitions (flat).
-        # Both lengths vary between updates (padded to buckets): None dims, so the step never retraces.
+        # Returns need the time layout (window rows x envs), the networks only the finished transitions (flat,
+        # padded or split to --update-size). The batch shapes are fixed by the config (EpisodeWindow.batches):
+        # None dims keep TensorFlow from retracing, fixed shapes keep jax.jit from recompiling.
         self.step = core.make_step(
             groups,
             inputs={
@@ -401,12 +405,14 @@ def train(config: Config) -> dict:
                     scalars["charts/episode_return"] = float(np.mean(returns))
                     scalars["charts/episode_length"] = float(np.mean(lengths))
                 if window.trainable():
-                    raw = agent.step.train_step(window.batch())
-                    core.assert_finite(raw, updates)
-                    logs = {LOG_KEYS.get(k, k): v for k, v in raw.items()}
+                    for batch in window.batches(config.update_size):
+                        raw = agent.step.train_step(batch)
+                        core.assert_finite(raw, updates)
+                        updates += 1
+                    logs = {LOG_KEYS.get(k, k): v for k, v in raw.items()}  # of the last call
+                    logs["charts/batch_transitions"] = float(window.trainable())
                     scalars.update(logs)
                     window.drop_finished()
-                    updates += 1
                 if recent:
                     scalars["charts/mean_return_100"] = float(np.mean(recent))
                 if target is not None and len(recent) == 100 and np.mean(recent) >= target:

@@ -95,6 +95,10 @@ def make_vector_env(
     return env, info
 
 
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
 class EpisodeWindow:
     """Each environment's transitions, one column per environment, kept until their episode ends.
 
@@ -166,48 +170,50 @@ class EpisodeWindow:
         """Transitions of finished episodes."""
         return int(self.done_upto.sum())
 
-    def batch(self, row_bucket: int = 64, item_bucket: int = 512, trunc_bucket: int = 32) -> dict[str, np.ndarray]:
-        """The finished episodes for one train step, in two layouts.
+    def batches(self, update_size: int = 1024) -> list[dict[str, np.ndarray]]:
+        """The finished episodes as train-step batches of one fixed shape, in two layouts.
 
-        Time layout (rows padded to a multiple of ``row_bucket``) for the returns: ``rewards``
-        and ``ends`` (padding rows are episode ends with reward 0, so nothing leaks). Flat
-        layout for the networks, only the finished transitions (padded to a multiple of
-        ``item_bucket``): ``obs``, ``actions``, ``index`` (position in the flattened time
-        layout) and ``weight`` (1, or 0 for padding). Few distinct shapes, no wasted rows.
-        Time-limit truncations: ``trunc_index`` (flat time-layout position), ``trunc_obs`` (the
-        observation after it) and ``trunc_weight`` (0 for padding).
+        Time layout, always the whole window (``window`` rows x envs), for the returns:
+        ``rewards`` and ``ends`` (rows past a column's finished episodes are episode ends with
+        reward 0, so nothing leaks). Flat layout for the networks: ``obs``, ``actions``,
+        ``index`` (position in the flattened time layout) and ``weight`` (1, or 0 for padding),
+        ``update_size`` items. More finished transitions than that are split over several
+        batches, every k-th transition in each, so each batch spans all episodes. Time-limit
+        truncations: ``trunc_index`` (flat time-layout position), ``trunc_obs`` (the observation
+        after it) and ``trunc_weight`` (0 for padding), ``num_envs`` items or the next power of
+        two above. Shapes never depend on the data (beyond rare truncation counts): a compiler
+        that specialises on shapes (``jax.jit``) compiles the step once.
         """
-        rows = int(self.done_upto.max())
-        rows = min(self.window, max(row_bucket, -(-rows // row_bucket) * row_bucket))
+        rows = self.window
         mask = np.arange(rows)[:, None] < self.done_upto[None, :]
         index = np.flatnonzero(mask)
-        m = index.size
-        size = max(item_bucket, -(-m // item_bucket) * item_bucket)
-        padded = np.zeros(size, np.int32)
-        padded[:m] = index
-        weight = np.zeros(size, np.float32)
-        weight[:m] = 1.0
-        obs = self.obs[:rows].reshape(rows * self.num_envs, self.obs_dim)
-        cut = np.flatnonzero(mask & self.truncated[:rows])
+        cut = np.flatnonzero(mask & self.truncated)
         k = cut.size
-        tsize = max(trunc_bucket, -(-k // trunc_bucket) * trunc_bucket)
+        tsize = _pow2_at_least(max(k, self.num_envs))
         trunc_index = np.zeros(tsize, np.int32)
         trunc_index[:k] = cut
         trunc_weight = np.zeros(tsize, np.float32)
         trunc_weight[:k] = 1.0
-        trunc_obs = self.final_obs[:rows].reshape(-1, self.obs_dim)[trunc_index]
-        actions = self.actions[:rows].reshape(-1)
-        return {
-            "rewards": np.where(mask, self.rewards[:rows], 0.0).astype(np.float32),
-            "ends": np.where(mask, self.ends[:rows], 1.0).astype(np.float32),
-            "obs": obs[padded],
-            "actions": actions[padded],
-            "index": padded,
-            "weight": weight,
+        common = {
+            "rewards": np.where(mask, self.rewards, 0.0).astype(np.float32),
+            "ends": np.where(mask, self.ends, 1.0).astype(np.float32),
             "trunc_index": trunc_index,
-            "trunc_obs": trunc_obs,
+            "trunc_obs": self.final_obs.reshape(-1, self.obs_dim)[trunc_index],
             "trunc_weight": trunc_weight,
         }
+        obs = self.obs.reshape(rows * self.num_envs, self.obs_dim)
+        actions = self.actions.reshape(-1)
+        parts = max(1, -(-index.size // update_size))
+        out = []
+        for j in range(parts):
+            part = index[j::parts]
+            m = part.size
+            padded = np.zeros(update_size, np.int32)
+            padded[:m] = part
+            weight = np.zeros(update_size, np.float32)
+            weight[:m] = 1.0
+            out.append({**common, "obs": obs[padded], "actions": actions[padded], "index": padded, "weight": weight})
+        return out
 
     def drop_finished(self) -> None:
         """Forget the finished episodes; move each running episode to the top of its column."""

@@ -91,7 +91,7 @@ def test_autoreset_boundaries(mode):
     assert sorted(ep_lengths) == sorted(n for _, n in finished)
     assert sorted(returns) == sorted(sum(10 * e + t for t in range(n)) for e, n in finished)
     # The trainable batch: returns restart at every episode end, padding is inert.
-    batch = window.batch(row_bucket=8, item_bucket=4)
+    (batch,) = window.batches(update_size=64)
     returns_tl = plain_returns(batch["rewards"], batch["ends"], 0.9)
     got = np.asarray(reinforce.discounted_returns(batch["rewards"], batch["ends"], 0.9)).ravel()[batch["index"]]
     m = int(batch["weight"].sum())
@@ -123,6 +123,37 @@ def test_make_room_splits_overlong_episodes():
     assert window.trainable() == 5 and window.ends[4, 0] == 1.0
 
 
+def test_batches_have_one_shape_and_split_evenly():
+    rng = np.random.default_rng(3)
+    window = EpisodeWindow(8, 40, 3)
+    shapes = set()
+    for update in range(6):
+        window.make_room(6)
+        for _ in range(6):
+            window.add(
+                rng.normal(size=(8, 3)).astype("float32"),
+                rng.integers(0, 2, 8).astype("int32"),
+                rng.normal(size=8).astype("float32"),
+                (rng.random(8) < 0.2).astype("float32"),
+                None,
+            )
+        expected = np.flatnonzero(np.arange(40)[:, None] < window.done_upto[None, :])
+        batches = window.batches(update_size=16)
+        assert len(batches) == max(1, -(-expected.size // 16))
+        got = np.concatenate([b["index"][b["weight"] > 0] for b in batches])
+        np.testing.assert_array_equal(np.sort(got), expected)  # every finished transition once
+        for b in batches:
+            shapes.add(tuple((k, v.shape) for k, v in sorted(b.items())))
+            m = int(b["weight"].sum())
+            assert np.all(b["weight"][:m] == 1) and np.all(b["weight"][m:] == 0)
+            np.testing.assert_array_equal(b["obs"][:m], window.obs.reshape(-1, 3)[b["index"][:m]])
+        if len(batches) > 1:  # strided: each part spans the whole window, not a block of rows
+            sizes = [int(b["weight"].sum()) for b in batches]
+            assert max(sizes) - min(sizes) <= 1
+        window.drop_finished()
+    assert len(shapes) == 1, shapes
+
+
 def _fake_batch(rows=40, n=32, seed=0):
     rng = np.random.default_rng(seed)
     window = EpisodeWindow(n, 64, 4)
@@ -134,7 +165,7 @@ def _fake_batch(rows=40, n=32, seed=0):
             (rng.random(n) < 0.1).astype("float32"),
             None,
         )
-    return window.batch()
+    return window.batches()[0]
 
 
 def _weights(model):
@@ -325,7 +356,7 @@ def test_bootstrap_at_time_limit_only():
             np.array([t == 2, False]),
             final,
         )
-    batch = window.batch()
+    (batch,) = window.batches()
     got = np.asarray(agent._returns(batch))[:6]
     v = float(np.asarray(agent.value(final[:1]))[0, 0]) * agent.value_scale
     g_cut = [1 + 0.9 + 0.81 + 0.729 * v, 1 + 0.9 + 0.81 * v, 1 + 0.9 * v]
