@@ -40,8 +40,15 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad input is one line on stderr and exit code 2 (argparse would print the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def make_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         description=description or (inspect.getdoc(cls) or "").split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
