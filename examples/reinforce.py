@@ -11,6 +11,7 @@ Actions are sampled by a compiled forward call, one batched call per vector-env 
 from __future__ import annotations
 
 import collections
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -46,10 +47,12 @@ class Config:
     """standardise the advantages (returns minus baseline), the returns, or nothing, over each batch"""
     baseline: bool = True
     """learn a value baseline (second network, own optimizer) and subtract it from the returns"""
-    bootstrap_truncated: bool = False
-    """an episode cut by a time limit (not terminated) ends its return with gamma * V(next observation)
-    instead of 0 (needs --baseline, not --normalize returns). Acrobot-v1 needs it (its early episodes all hit
-    the limit); on CartPole-v1 it measured slower, so off by default"""
+    bootstrap_truncated: Literal["auto", "on", "off"] = "auto"
+    """an episode cut by a time limit (truncated, not terminated) ends its return with gamma * V(next observation)
+    instead of 0 (needs --baseline, not --normalize returns). auto: decided once, when --num-envs episodes have
+    finished (off until then): on if most of them were cut by the time limit (the limit stops attempts that have
+    not reached the task's end yet, e.g. Acrobot-v1, MountainCar-v0), off if most ended by themselves (the limit
+    is where a good policy ends up, e.g. CartPole-v1, where bootstrapping measured much worse)"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus in the policy loss"""
     lr: float = 0.005
@@ -71,7 +74,9 @@ class Config:
     eval_episodes: int = 10
     """greedy-policy episodes evaluated at the end (0: skip)"""
     gif: bool = True
-    """save one greedy episode as out/episode.gif (needs pygame for classic-control rendering)"""
+    """save one greedy episode as out/episode.gif (classic-control rendering needs pygame-ce)"""
+    gif_copy: str | None = None
+    """also copy the GIF there (the README's assets/reinforce_cartpole.gif comes from this)"""
     jit: bool = True
     """compile the acting call with XLA (else a plain tf.function graph)"""
     jit_train: bool = False
@@ -103,6 +108,10 @@ class Config:
                 raise core.UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.window is not None and self.window <= self.rollout_steps:
             raise core.UsageError(f"--window {self.window} must exceed --rollout-steps {self.rollout_steps}")
+        if self.bootstrap_truncated == "on" and (not self.baseline or self.normalize == "returns"):
+            raise core.UsageError("--bootstrap-truncated on needs --baseline and --normalize advantages or none")
+        if self.gif_copy and not (self.gif and self.out):
+            raise core.UsageError("--gif-copy needs --out (the GIF is written to --out/episode.gif, then copied)")
         if self.resume and not self.out:
             raise core.UsageError("--resume needs --out (the folder holding checkpoint.npz)")
         if not self.env.strip():
@@ -181,6 +190,8 @@ class Agent:
         self.policy_opt = keras.optimizers.Adam(config.lr)
         self.value_opt = keras.optimizers.Adam(config.value_lr)
         self.seed_gen = keras.random.SeedGenerator(config.seed)
+        # The step holds the bootstrap path unless it can never be used; the batches switch it off (auto).
+        self.can_bootstrap = config.bootstrap_truncated != "off" and config.baseline and config.normalize != "returns"
         mode = "eager" if config.eager else ("xla" if config.jit else "graph")
         train_mode = "eager" if config.eager else ("xla" if config.jit_train else "graph")
         d = info.obs_dim
@@ -242,7 +253,7 @@ class Agent:
         """Reward-to-go of every finished transition, in the flat layout."""
         rewards = batch["rewards"]
         cfg = self.config
-        if cfg.bootstrap_truncated and cfg.baseline and cfg.normalize != "returns":
+        if self.can_bootstrap:
             # A time limit is not a terminal state: the return goes on as the value of the next observation.
             tail = ops.stop_gradient(self.value(batch["trunc_obs"])[:, 0]) * self.value_scale * batch["trunc_weight"]
             extra = ops.scatter(batch["trunc_index"][:, None], cfg.gamma * tail, (ops.size(rewards),))
@@ -356,6 +367,8 @@ def train(config: Config) -> dict:
     env_steps = episodes = updates = 0
     recent: collections.deque[float] = collections.deque(maxlen=100)
     solved_at: dict | None = None
+    bootstrap = {"on": True, "off": False}.get(config.bootstrap_truncated) if agent.can_bootstrap else False
+    first_episodes = first_cut = 0  # for the auto decision
     elapsed_before = 0.0
     if config.resume:
         if not ckpt.exists():
@@ -364,6 +377,8 @@ def train(config: Config) -> dict:
         env_steps, episodes, updates = meta["env_steps"], meta["episodes"], meta["updates"]
         recent.extend(meta["recent_returns"])
         solved_at, elapsed_before = meta["solved_at"], meta["train_seconds"]
+        if bootstrap is None:
+            bootstrap = meta.get("bootstrap_truncated")
         print(f"resumed from {ckpt.path} at {env_steps} env steps, {episodes} episodes")
 
     window = EpisodeWindow(config.num_envs, window_rows, info.obs_dim)
@@ -377,6 +392,7 @@ def train(config: Config) -> dict:
             "updates": updates,
             "recent_returns": list(recent),
             "solved_at": solved_at,
+            "bootstrap_truncated": bootstrap,
             "train_seconds": elapsed_before + time.perf_counter() - start,
             "config": asdict(config),
         }
@@ -405,7 +421,17 @@ def train(config: Config) -> dict:
                     scalars["charts/episode_return"] = float(np.mean(returns))
                     scalars["charts/episode_length"] = float(np.mean(lengths))
                 if window.trainable():
-                    for batch in window.batches(config.update_size):
+                    if bootstrap is None:  # auto: decided once num_envs episodes have finished; off until then
+                        finished, cut = window.finished_episodes()
+                        first_episodes += finished
+                        first_cut += cut
+                        if first_episodes >= config.num_envs:
+                            bootstrap = 2 * first_cut > first_episodes
+                            bar.write(
+                                f"--bootstrap-truncated auto: {first_cut} of the first {first_episodes} episodes "
+                                f"were cut by the time limit -> {'on' if bootstrap else 'off'}"
+                            )
+                    for batch in window.batches(config.update_size, bool(bootstrap)):
                         raw = agent.step.train_step(batch)
                         core.assert_finite(raw, updates)
                         updates += 1
@@ -460,6 +486,10 @@ def train(config: Config) -> dict:
         if made:
             gif_path = str(made[0])
             print(f"wrote {gif_path} (greedy episode, return {made[1]:.0f})")
+            if config.gif_copy:
+                Path(config.gif_copy).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(made[0], config.gif_copy)
+                print(f"copied it to {config.gif_copy}")
     log.scalars(env_steps, {"charts/eval_mean_return": _mean(eval_returns) or 0.0})
     log.close()
 
@@ -479,6 +509,7 @@ def train(config: Config) -> dict:
         "target_return": target,
         "interrupted": interrupted,
         "gif": gif_path,
+        "bootstrap_truncated": bootstrap,
         "tracing_counts": {**agent.step.tracing_counts(), "sample": agent.sample.tracing_count()},
         "config": asdict(config),
     }

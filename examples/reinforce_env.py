@@ -170,7 +170,12 @@ class EpisodeWindow:
         """Transitions of finished episodes."""
         return int(self.done_upto.sum())
 
-    def batches(self, update_size: int = 1024) -> list[dict[str, np.ndarray]]:
+    def finished_episodes(self) -> tuple[int, int]:
+        """(episodes, of which cut by a time limit) among the finished transitions."""
+        mask = np.arange(self.window)[:, None] < self.done_upto[None, :]
+        return int((self.ends.astype(bool) & mask).sum()), int((self.truncated & mask).sum())
+
+    def batches(self, update_size: int = 1024, bootstrap: bool = True) -> list[dict[str, np.ndarray]]:
         """The finished episodes as train-step batches of one fixed shape, in two layouts.
 
         Time layout, always the whole window (``window`` rows x envs), for the returns:
@@ -180,14 +185,14 @@ class EpisodeWindow:
         ``update_size`` items. More finished transitions than that are split over several
         batches, every k-th transition in each, so each batch spans all episodes. Time-limit
         truncations: ``trunc_index`` (flat time-layout position), ``trunc_obs`` (the observation
-        after it) and ``trunc_weight`` (0 for padding), ``num_envs`` items or the next power of
-        two above. Shapes never depend on the data (beyond rare truncation counts): a compiler
+        after it) and ``trunc_weight`` (0 for padding; all 0 without ``bootstrap``), ``num_envs``
+        items or the next power of two above. Shapes never depend on the data (beyond rare truncation counts): a compiler
         that specialises on shapes (``jax.jit``) compiles the step once.
         """
         rows = self.window
         mask = np.arange(rows)[:, None] < self.done_upto[None, :]
         index = np.flatnonzero(mask)
-        cut = np.flatnonzero(mask & self.truncated)
+        cut = np.flatnonzero(mask & self.truncated) if bootstrap else np.zeros(0, np.int64)
         k = cut.size
         tsize = _pow2_at_least(max(k, self.num_envs))
         trunc_index = np.zeros(tsize, np.int32)
