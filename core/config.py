@@ -93,12 +93,21 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
 
 
 def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> int:
-    """Parse a config and call ``train_fn``; UsageError raised during the run exits with code 2."""
+    """Parse a config and call ``train_fn``; returns the exit code.
+
+    A UsageError raised during the run (a bad file, say) is one line and code 2; a
+    non-finite loss is one line and code 1 (the last good checkpoint is kept).
+    """
+    from core.runs import NonFiniteLossError
+
     config = parse_config(cls, argv)
+    prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
     try:
         train_fn(config)
     except UsageError as e:
-        prog = sys.argv[0].split("/")[-1] if sys.argv else "customloop"
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"{prog}: stopped: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -61,6 +61,14 @@ def test_run_main_turns_usage_error_into_exit_2(capsys):
     assert capsys.readouterr().err.strip().endswith("error: no such file: x.png")
 
 
+def test_run_main_turns_non_finite_loss_into_exit_1(capsys):
+    def train(cfg):
+        raise core.NonFiniteLossError("d/loss became nan at step 3")
+
+    assert core.run_main(train, DemoConfig, []) == 1
+    assert capsys.readouterr().err.strip().endswith("stopped: d/loss became nan at step 3")
+
+
 def _model_and_opt(seed):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization()])
