@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         solved = [s for s in runs if s["solved"]]
         print(f"{backend}: solved {len(solved)}/{len(runs)}")
         if solved:
-            for key, label in (("env_steps_to_solve", "env steps to solve"), ("wall_seconds_to_solve", "wall s to solve")):
+            for key, label in (
+                ("env_steps_to_solve", "env steps to solve"),
+                ("wall_seconds_to_solve", "wall s to solve"),
+            ):
                 v = [s[key] for s in solved]
                 print(f"{label:>20}: median {_f(statistics.median(v))}  min {_f(min(v))}  max {_f(max(v))}")
         sps = [s["env_steps_per_second"] for s in runs]

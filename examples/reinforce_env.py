@@ -186,8 +186,8 @@ class EpisodeWindow:
         batches, every k-th transition in each, so each batch spans all episodes. Time-limit
         truncations: ``trunc_index`` (flat time-layout position), ``trunc_obs`` (the observation
         after it) and ``trunc_weight`` (0 for padding; all 0 without ``bootstrap``), ``num_envs``
-        items or the next power of two above. Shapes never depend on the data (beyond rare truncation counts): a compiler
-        that specialises on shapes (``jax.jit``) compiles the step once.
+        items or the next power of two above. Shapes never depend on the data (beyond rare
+        truncation counts): a compiler that specialises on shapes (``jax.jit``) compiles once.
         """
         rows = self.window
         mask = np.arange(rows)[:, None] < self.done_upto[None, :]

@@ -127,7 +127,7 @@ def test_batches_have_one_shape_and_split_evenly():
     rng = np.random.default_rng(3)
     window = EpisodeWindow(8, 40, 3)
     shapes = set()
-    for update in range(6):
+    for _ in range(6):
         window.make_room(6)
         for _ in range(6):
             window.add(
@@ -349,8 +349,9 @@ def test_auto_bootstrap_turns_on_for_acrobot():
 @pytest.mark.slow
 def test_acrobot_learns_with_the_same_command(tmp_path):
     # The command of the docs with only --env changed; a random policy scores about -500 (every episode cut at 500).
-    rc = reinforce.main(["--env", "Acrobot-v1", "--max-env-steps", "150000", "--eval-episodes", "5", "--no-gif",
-                         "--out", str(tmp_path)])
+    rc = reinforce.main(
+        ["--env", "Acrobot-v1", "--max-env-steps", "150000", "--eval-episodes", "5", "--no-gif", "--out", str(tmp_path)]
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert rc == 0 and summary["bootstrap_truncated"] is True
     assert summary["final_mean_return"] > -150, summary
