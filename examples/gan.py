@@ -647,11 +647,7 @@ def classifier_quality(images: np.ndarray, labels: np.ndarray, samples: np.ndarr
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return core.run_main(train, Config, argv)
-    except core.NonFiniteLossError as e:
-        print(f"gan: error: {e}", file=sys.stderr)
-        return 1
+    return core.run_main(train, Config, argv)
 
 
 if __name__ == "__main__":
