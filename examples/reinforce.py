@@ -55,9 +55,9 @@ class Config:
     is where a good policy ends up, e.g. CartPole-v1, where bootstrapping measured much worse)"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus in the policy loss"""
-    lr: float = 0.005
+    lr: float = 0.003
     """policy Adam learning rate"""
-    value_lr: float = 0.01
+    value_lr: float = 0.003
     """value-baseline Adam learning rate"""
     clip_norm: float = 1.0
     """clip the policy gradient to this global norm (0: no clipping)"""
