@@ -284,7 +284,9 @@ def test_non_finite_loss_stops_without_overwriting(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(reinforce.Agent, "policy_loss", broken)
     rc = reinforce.main(["--max-env-steps", "3000", "--out", str(tmp_path), "--checkpoint-every", "1", "--no-gif"])
     assert rc == 1
-    assert "policy/loss became nan" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The first non-finite log named (jax.jit returns its dict sorted by key, so it may be policy/grad_norm).
+    assert "became nan" in err and "policy/" in err, err
     assert (tmp_path / "checkpoint.npz").read_bytes() == b"last good"
 
 
