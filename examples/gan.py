@@ -28,7 +28,7 @@ from examples import gan_data, gan_metrics
 
 DATASETS_2D = ("ring", "grid")
 
-# Per-dataset defaults for the fields left at None (measured: see docs/gan.md).
+# Per-dataset defaults for the fields left at None (measured: see the README, "2D quality").
 DEFAULTS = {
     "2d": dict(steps=20000, batch_size=256, g_lr=1e-3, d_lr=1e-3, r1=0.1, pack=2, steps_per_call=200, lr_decay=0.01),
     "image": dict(batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=1, lr_decay=1.0),
