@@ -559,7 +559,7 @@ def _train_images(config: Config, rng: np.random.Generator) -> dict:
         while step < total and not stop.requested:
             epoch, offset = divmod(step, per_epoch)
             # One fixed order per epoch (seed, epoch): a resumed run skips the batches it has seen.
-            batches = gan_data.image_batches(images, bsz, seed=config.seed * 100003 + epoch).skip(offset)
+            batches = gan_data.image_batches(images, bsz, seed=config.seed * 100003 + epoch, skip=offset)
             for batch in batches:
                 logs = gan.step.train_step({"x": batch})
                 core.assert_finite(logs, step + 1)

@@ -6,6 +6,7 @@ Every loader returns uint8 arrays of shape (N, H, W, C); bad input raises core.U
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from pathlib import Path
 
@@ -102,15 +103,26 @@ def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int) -> 
     return np.stack(images), skipped
 
 
-def image_batches(images: np.ndarray, batch_size: int, seed: int):
-    """A tf.data pipeline over uint8 images: shuffle (seeded, one order per epoch), batch, scale to [-1, 1], prefetch.
+def image_batches(images: np.ndarray, batch_size: int, seed: int, skip: int = 0, use_tf: bool | None = None):
+    """Batches scaled to [-1, 1] in one seeded order per epoch, dropping the last partial batch, first ``skip`` skipped.
 
-    Drops the last partial batch so every step sees ``batch_size`` images.
+    A tf.data pipeline (shuffle, batch, map, prefetch) when TensorFlow is installed; on a JAX-only
+    install the same batches come from NumPy (another, equally seeded order).
     """
+    if use_tf is None:
+        use_tf = importlib.util.find_spec("tensorflow") is not None
+    if not use_tf:
+        return _numpy_batches(images, batch_size, seed, skip)
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(images)
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.skip(skip).prefetch(tf.data.AUTOTUNE)
+
+
+def _numpy_batches(images: np.ndarray, batch_size: int, seed: int, skip: int):
+    order = np.random.default_rng(seed).permutation(len(images))
+    for start in range((skip * batch_size), len(images) - batch_size + 1, batch_size):
+        yield images[order[start : start + batch_size]].astype("float32") / 127.5 - 1.0

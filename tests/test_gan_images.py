@@ -45,17 +45,21 @@ def test_folder_run_one_grid_per_epoch_and_resume(tmp_path):
     assert len(list((out / "grids").glob("epoch_*.png"))) == 3
 
 
-def test_image_batches_pipeline_scales_and_drops_the_remainder():
+@pytest.mark.parametrize("use_tf", [True, False], ids=["tf.data", "numpy"])
+def test_image_batches_pipeline_scales_and_drops_the_remainder(use_tf):
     images = np.arange(10 * 2 * 2 * 1, dtype=np.uint8).reshape(10, 2, 2, 1) * 6
-    batches = [b.numpy() for b in gan_data.image_batches(images, 4, seed=0)]
+    batches = [np.asarray(b) for b in gan_data.image_batches(images, 4, seed=0, use_tf=use_tf)]
     assert [b.shape for b in batches] == [(4, 2, 2, 1)] * 2
     got = np.concatenate(batches)
-    assert got.min() >= -1.0 and got.max() <= 1.0
+    assert got.dtype == np.float32 and got.min() >= -1.0 and got.max() <= 1.0
     # A permutation of 8 of the 10 images, each scaled to [-1, 1].
     originals = {tuple(img.ravel()) for img in images.astype("float32") / 127.5 - 1.0}
     assert all(tuple(b.ravel()) in originals for b in got)
-    again = np.concatenate([b.numpy() for b in gan_data.image_batches(images, 4, seed=0)])
+    assert len({tuple(b.ravel()) for b in got}) == 8
+    again = np.concatenate([np.asarray(b) for b in gan_data.image_batches(images, 4, seed=0, use_tf=use_tf)])
     np.testing.assert_array_equal(got, again)
+    skipped = [np.asarray(b) for b in gan_data.image_batches(images, 4, seed=0, skip=1, use_tf=use_tf)]
+    np.testing.assert_array_equal(np.concatenate(skipped), got[4:])
 
 
 def test_classifier_quality_tells_real_digits_from_noise(mnist_dir):
