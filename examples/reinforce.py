@@ -55,9 +55,9 @@ class Config:
     is where a good policy ends up, e.g. CartPole-v1, where bootstrapping measured much worse)"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus in the policy loss"""
-    lr: float = 0.003
+    lr: float = 0.004
     """policy Adam learning rate"""
-    value_lr: float = 0.003
+    value_lr: float = 0.005
     """value-baseline Adam learning rate"""
     clip_norm: float = 1.0
     """clip the policy gradient to this global norm (0: no clipping)"""
@@ -190,6 +190,8 @@ class Agent:
         self.policy_opt = keras.optimizers.Adam(config.lr)
         self.value_opt = keras.optimizers.Adam(config.value_lr)
         self.seed_gen = keras.random.SeedGenerator(config.seed)
+        self._share_returns = keras.backend.backend() == "tensorflow" and not config.eager
+        self._returns_cache = None
         # The step holds the bootstrap path unless it can never be used; the batches switch it off (auto).
         self.can_bootstrap = config.bootstrap_truncated != "off" and config.baseline and config.normalize != "returns"
         mode = "eager" if config.eager else ("xla" if config.jit else "graph")
@@ -250,7 +252,23 @@ class Agent:
 
     # losses
     def _returns(self, batch):
-        """Reward-to-go of every finished transition, in the flat layout."""
+        """Reward-to-go of every finished transition, in the flat layout.
+
+        On TensorFlow both groups' losses are traced into one graph with the same batch tensors: the value
+        loss reuses the tensor the policy loss computed (the returns need no gradient: their only weights,
+        the bootstrap values, are under stop_gradient, and the policy update does not touch them), which
+        saves the second returns computation (~0.7 ms of a 3.5 ms train step on CartPole). JAX traces each
+        group under its own transformation, so there each loss computes them.
+        """
+        cached = self._returns_cache
+        if cached is not None and cached[0] is batch["rewards"]:
+            return cached[1]
+        returns = self._compute_returns(batch)
+        if self._share_returns:
+            self._returns_cache = (batch["rewards"], returns)
+        return returns
+
+    def _compute_returns(self, batch):
         rewards = batch["rewards"]
         cfg = self.config
         if self.can_bootstrap:

@@ -221,22 +221,30 @@ class EpisodeWindow:
         return out
 
     def drop_finished(self) -> None:
-        """Forget the finished episodes; move each running episode to the top of its column."""
+        """Forget the finished episodes; move each running episode to the top of its column.
+
+        Only the rows that hold running episodes are moved (``max(fill - done_upto)`` rows, usually far
+        fewer than the window); rows past a column's fill are stale and only their rewards, ends and
+        truncation flags are cleared (everything else is read only below ``done_upto``).
+        """
         shift = self.done_upto
         if not shift.any():
             return
-        src = np.minimum(np.arange(self.window)[:, None] + shift[None, :], self.window - 1)
-        for name in ("actions", "rewards", "ends", "truncated"):
-            arr = getattr(self, name)
-            setattr(self, name, np.take_along_axis(arr, src, axis=0))
-        self.obs = np.take_along_axis(self.obs, src[:, :, None], axis=0)
-        self.final_obs = np.take_along_axis(self.final_obs, src[:, :, None], axis=0)
-        self.fill = self.fill - shift
+        keep = self.fill - shift
+        top = int(self.fill.max())
+        rows = int(keep.max())
+        if rows:
+            src = np.minimum(np.arange(rows)[:, None] + shift[None, :], self.window - 1)
+            cols = self._cols[None, :]
+            for name in ("actions", "rewards", "ends", "truncated", "obs", "final_obs"):
+                arr = getattr(self, name)
+                arr[:rows] = arr[src, cols]  # fancy indexing copies before the write
+        self.fill = keep
         self.done_upto = np.zeros_like(shift)
-        stale = np.arange(self.window)[:, None] >= self.fill[None, :]
-        self.rewards[stale] = 0.0
-        self.ends[stale] = 0.0
-        self.truncated[stale] = False
+        stale = np.arange(top)[:, None] >= keep[None, :]
+        self.rewards[:top][stale] = 0.0
+        self.ends[:top][stale] = 0.0
+        self.truncated[:top][stale] = False
 
     def state_dict(self) -> dict[str, Any]:
         return {"fill": self.fill.tolist(), "done_upto": self.done_upto.tolist()}
