@@ -541,11 +541,7 @@ def _mean(values) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return core.run_main(train, Config, argv)
-    except core.NonFiniteLossError as e:
-        print(f"reinforce: stopped: {e}", file=sys.stderr)
-        return 1
+    return core.run_main(train, Config, argv)
 
 
 if __name__ == "__main__":
