@@ -350,7 +350,7 @@ def test_acrobot_learns_with_the_same_command(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert rc == 0 and summary["bootstrap_truncated"] is True
     assert summary["final_mean_return"] > -150, summary
-    # Greedy is weaker than sampling here (docs/reinforce.md): some greedy episodes get stuck until the limit
+    # Greedy is weaker than sampling here (README, REINFORCE section): some greedy episodes get stuck until the limit
     # (-500 each); with lr 0.004 / value-lr 0.005 TensorFlow's seed-0 run solves in 44k steps, greedy mean -422.
     assert summary["eval_mean_return"] > -480, summary
 
