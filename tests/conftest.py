@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,27 @@ def mnist_dir() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST test split not found in {path}")
     return path
+
+
+def start_example(name: str, *args: str, cwd=None) -> subprocess.Popen:
+    """``python -m examples.<name> ARGS`` in a child process, output captured as text."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", f"examples.{name}", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd or REPO,
+    )
+
+
+def run_example(name: str, *args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m examples.<name> ARGS`` to the end; returns code, stdout and stderr."""
+    proc = start_example(name, *args, cwd=cwd)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -1,14 +1,12 @@
 """GAN runs: learning on the ring, checkpoints and exact resume, Ctrl-C, non-finite losses, bad input, CLI smoke."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import start_example
 from keras import ops
 
 import core
@@ -154,17 +152,8 @@ def test_wrong_image_files_exit_code_2(tmp_path, capsys):
     assert "no picture files" in capsys.readouterr().err
 
 
-def cli(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(gan.Path(gan.__file__).resolve().parents[1])}
-    return subprocess.Popen(
-        [sys.executable, "-m", "examples.gan", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=gan.Path(gan.__file__).resolve().parents[1],
-        **kw,
-    )
+def cli(*args):
+    return start_example("gan", *args)
 
 
 def test_cli_smoke_run(tmp_path):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import run_example
 from gymnasium.vector import AutoresetMode
 
 import core
@@ -301,15 +299,7 @@ def test_bad_env_is_one_line_exit_2(env_id, needle, capsys):
 
 
 def _run(args, tmp_path, timeout=240):
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    return subprocess.run(
-        [sys.executable, "-m", "examples.reinforce", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
+    return run_example("reinforce", *args, timeout=timeout)
 
 
 def test_cli_bad_env_subprocess(tmp_path):

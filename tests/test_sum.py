@@ -1,13 +1,11 @@
 """The sum example: in-process with a tiny config, and once as `python -m examples.sum`."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from conftest import run_example
 
 from examples import sum as sum_example
 
@@ -43,15 +41,7 @@ def test_batch_size_with_remainder_converges_somewhat():
 
 
 def _run(args, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(sum_example.__file__).rsplit("/examples/", 1)[0]}
-    return subprocess.run(
-        [sys.executable, "-m", "examples.sum", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    return run_example("sum", *args, cwd=tmp_path)
 
 
 def test_subprocess_smoke(tmp_path):
