@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,12 @@ def load_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> dict
     Optimizers must be built (their slots created) before loading.
     """
     with np.load(path, allow_pickle=False) as data:
+        # Check everything first: a mismatch must not leave some objects loaded and others not.
+        pending = []
         for name, obj in objects.items():
             variables = _variables(obj)
-            saved = sorted((k for k in data.files if k.startswith(f"{name}/")), key=lambda k: int(k.split("/")[-1]))
+            pattern = re.compile(rf"{re.escape(name)}/(\d+)")
+            saved = sorted((k for k in data.files if pattern.fullmatch(k)), key=lambda k: int(k.rsplit("/", 1)[1]))
             if len(saved) != len(variables):
                 raise ValueError(
                     f"checkpoint {path}: {name!r} has {len(saved)} saved arrays "
@@ -71,5 +75,7 @@ def load_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> dict
                     raise ValueError(
                         f"checkpoint {path}: {key} has shape {value.shape}, variable {v.path} has {v.shape}"
                     )
-                v.assign(value)
+                pending.append((v, value))
+        for v, value in pending:
+            v.assign(value)
         return json.loads(str(data[_META]))

@@ -20,8 +20,9 @@ from core.step import MODES, InputChecker, InputSpec
 class ForwardFunction:
     """``fn(batch)`` compiled for the declared ``inputs``; called with a dict of arrays, returns NumPy.
 
-    The inputs are checked against their specs on every call (shape with ``None``
-    for any size, dtype), so a call never retraces; ``tracing_count()`` tells.
+    The inputs are checked against their specs (shape with ``None`` for any size,
+    dtype; once per new signature), so a call never retraces on TensorFlow;
+    ``tracing_count()`` tells.
     """
 
     def __init__(self, fn: Callable[[dict], Any], inputs: Mapping[str, InputSpec], mode: str = "graph"):

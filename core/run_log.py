@@ -74,6 +74,8 @@ class Progress:
         )
 
     def update(self, advance: int, metrics: Mapping[str, float] | None = None) -> None:
+        if self.bar.disable:  # CI logs: no bar, so no formatting work per step
+            return
         if metrics:
             shown = {k: v for k, v in metrics.items() if self.bar_keys is None or k in self.bar_keys}
             self.bar.set_postfix({_short(k, shown): _fmt(float(v)) for k, v in shown.items()}, refresh=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import keras
@@ -13,7 +12,6 @@ from core._quiet import silenced_stderr, verbose_requested
 
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and Keras (and so the backend); return a NumPy generator for host-side data."""
-    os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     # Keras also seeds TensorFlow when it is installed, importing it even on JAX: keep its notices quiet.
     with silenced_stderr(not verbose_requested()):

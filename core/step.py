@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from core.backends import get_backend
+from core.backends import get_backend, split_loss
 from core.transforms import GradientTransform, global_norm
 
 MODES = ("eager", "graph", "xla")
@@ -76,6 +76,11 @@ def _check_groups(groups: Sequence[UpdateGroup]) -> None:
             raise StepDefinitionError(
                 f"update group {group.name!r}: repeats must be an int >= 1, got {group.repeats!r}"
             )
+        for other in groups:
+            if other is not group and other.optimizer is group.optimizer:
+                raise StepDefinitionError(
+                    f"update groups {other.name!r} and {group.name!r} share one optimizer; give each group its own"
+                )
         for v in group.variables:
             if id(v) in seen:
                 raise StepDefinitionError(
@@ -99,7 +104,8 @@ def check_batch(batch: Mapping[str, Any], specs: Mapping[str, InputSpec], leadin
     for name, spec in specs.items():
         value = batch[name]
         shape = tuple(getattr(value, "shape", np.shape(value)))
-        dtype = keras.backend.standardize_dtype(getattr(value, "dtype", np.asarray(value).dtype))
+        # Arrays and tensors must carry the declared dtype; plain Python lists have none and are cast to it.
+        dtype = keras.backend.standardize_dtype(value.dtype) if hasattr(value, "dtype") else spec.dtype
         expected = (None,) * leading + spec.shape
         ok = len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape))
         if not ok or dtype != spec.dtype:
@@ -188,10 +194,11 @@ class StepFunctions:
             for _ in range(group.repeats):
                 loss, aux, grads = self._group_grads(group, batch)
                 logs[f"{group.name}/loss"] = loss
-                logs[f"{group.name}/grad_norm"] = global_norm(grads)
+                norm = logs[f"{group.name}/grad_norm"] = global_norm(grads)
                 if group.transform is not None:
                     grads = list(group.transform(list(grads)))
-                logs[f"{group.name}/grad_norm_applied"] = global_norm(grads)
+                    norm = global_norm(grads)
+                logs[f"{group.name}/grad_norm_applied"] = norm
                 logs.update(aux)
                 group.optimizer.apply(grads, list(group.variables))
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
@@ -199,8 +206,7 @@ class StepFunctions:
     def _test_math(self, batch: dict) -> dict:
         logs: dict[str, Any] = {}
         for group in self.groups:
-            out = group.loss_fn(batch)
-            loss, aux = out if isinstance(out, tuple) else (out, {})
+            loss, aux = split_loss(group.loss_fn(batch))
             logs[f"{group.name}/loss"] = loss
             logs.update(aux)
         if self.outputs_fn is not None:
@@ -233,10 +239,19 @@ class StepFunctions:
     def _numpy(self, logs: dict) -> dict[str, Any]:
         return {k: self._backend.to_numpy(v) for k, v in logs.items()}
 
-    def train_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, float]:
+    def _floats(self, logs: dict) -> dict[str, Any]:
+        """Scalars as Python floats; non-scalar outputs (predictions, say) stay arrays."""
+        return {k: float(v) if np.ndim(v) == 0 else v for k, v in self._numpy(logs).items()}
+
+    def _require_groups(self) -> None:
+        if not self.groups:
+            raise StepDefinitionError("this step has no update groups: it can only run test_step")
+
+    def train_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One forward + backward + update per group, in order; returns the logs."""
+        self._require_groups()
         prepared = self._prepare(batch)  # check before the first call traces anything
-        return {k: float(v) for k, v in self._numpy(self._entry("_train")(prepared)).items()}
+        return self._floats(self._entry("_train")(prepared))
 
     def train_steps(
         self, batches: Mapping[str, Any] | None = None, num_steps: int | None = None
@@ -246,9 +261,13 @@ class StepFunctions:
         With declared inputs, ``batches`` holds them stacked on a new leading axis
         and its length is the number of steps; without inputs give ``num_steps``.
         """
+        self._require_groups()
         if self.inputs:
             prepared = self._prepare(batches, leading=1)
-            n = int(next(iter(prepared.values())).shape[0])
+            steps = {k: int(v.shape[0]) for k, v in prepared.items()}
+            n = next(iter(steps.values()))
+            if len(set(steps.values())) > 1:
+                raise InputError(f"the stacked inputs hold different numbers of steps: {steps}")
             if num_steps is not None and num_steps != n:
                 raise InputError(f"num_steps={num_steps} but the batches hold {n} steps")
             if n < 1:
@@ -260,13 +279,14 @@ class StepFunctions:
             raise InputError(f"num_steps must be a positive int, got {num_steps!r}")
         return self._numpy(self._train_many(int(num_steps)))
 
-    def test_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, float]:
+    def test_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Forward only: each group's loss (and aux) plus ``outputs_fn``; no updates."""
         prepared = self._prepare(batch)
-        return {k: float(v) for k, v in self._numpy(self._entry("_test")(prepared)).items()}
+        return self._floats(self._entry("_test")(prepared))
 
     def gradients(self, batch: Mapping[str, Any] | None = None) -> dict[str, list[np.ndarray]]:
         """Each group's raw gradients at the current weights, without applying them."""
+        self._require_groups()
         prepared = self._prepare(batch)
         grads = self._entry("_grads")(prepared)
         return {name: [self._backend.to_numpy(g) for g in gs] for name, gs in grads.items()}

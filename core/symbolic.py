@@ -97,7 +97,7 @@ class Function:
             raise InputError(f"expected {len(self.input_names)} inputs {self.input_names}, got {len(values)}")
         return dict(zip(self.input_names, values))
 
-    def __call__(self, values: Any) -> dict[str, float]:
+    def __call__(self, values: Any) -> dict[str, Any]:
         """One call: a train step when the function has updates, else forward only."""
         batch = self._as_dict(values)
         return self.step.train_step(batch) if self.has_updates else self.step.test_step(batch)

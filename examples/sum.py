@@ -95,7 +95,7 @@ def train(config: Config) -> dict:
     for epoch in range(1, config.epochs + 1):
         perm = ops.convert_to_tensor(rng.permutation(config.train_samples))
         xs, ys = ops.take(x_dev, perm, axis=0), ops.take(y_dev, perm, axis=0)
-        losses: list[float] = []
+        loss_sum, loss_count = 0.0, 0  # the running mean the bar shows
         with log.progress(num_batches, desc=f"epoch {epoch}/{config.epochs}") as bar:
             b = 0
             while b < num_batches:
@@ -103,19 +103,20 @@ def train(config: Config) -> dict:
                 if n > 1:  # full batches stacked on a steps axis, one compiled call
                     sl = slice(b * bsz, (b + n) * bsz)
                     out = train_fn.fused([ops.reshape(xs[sl], (n, bsz, 2)), ops.reshape(ys[sl], (n, bsz, 1))])
-                    losses.extend(out["loss"].tolist())
+                    loss_sum += float(out["loss"].sum())
                 else:  # the article's loop: one call per batch
                     n = 1
                     sl = slice(b * bsz, (b + 1) * bsz)
-                    losses.append(train_fn([xs[sl], ys[sl]])["loss"])
+                    loss_sum += train_fn([xs[sl], ys[sl]])["loss"]
                 b += n
                 step += n
-                bar.update(n, {"mean_loss": float(np.mean(losses))})
+                loss_count += n
+                bar.update(n, {"mean_loss": loss_sum / loss_count})
             test_loss = test_fn([x_test, y_test])["loss"]
             if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs:
-                bar.write(f"epoch {epoch}: mean train SSE {np.mean(losses):.4g}, test SSE {test_loss:.4g}")
+                bar.write(f"epoch {epoch}: mean train SSE {loss_sum / loss_count:.4g}, test SSE {test_loss:.4g}")
         log.scalars(
-            step, {"losses/train_sse": float(np.mean(losses)), "losses/test_mse": test_loss / config.test_samples}
+            step, {"losses/train_sse": loss_sum / loss_count, "losses/test_mse": test_loss / config.test_samples}
         )
     log.close()
     train_seconds = time.perf_counter() - start

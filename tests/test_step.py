@@ -328,3 +328,36 @@ def test_make_forward_matches_model_and_draws_fresh_noise(mode):
     if mode != "eager":
         forward({"x": x[:1]})
         assert forward.tracing_count() == (1 if keras.backend.backend() == "tensorflow" else 2)
+
+
+def test_symbolic_outputs_may_be_arrays_and_lists_are_cast():
+    keras.utils.set_random_seed(0)
+    x = keras.Input(shape=[2], name="x")
+    y_true = keras.Input(shape=[1], name="y_true")
+    model = keras.Model(x, keras.layers.Dense(1)(x))
+    pred = model(x)
+    loss = ops.sum(ops.square(y_true - pred))
+    opt = keras.optimizers.SGD(0.0)
+    train = core.function([x, y_true], {"pred": pred}, core.minimize(loss, model.trainable_variables, opt))
+    out = train([[[1.0, 2.0], [3.0, 4.0]], [[3.0], [7.0]]])  # plain lists: no dtype to check, cast to float32
+    assert out["pred"].shape == (2, 1)
+    np.testing.assert_allclose(out["pred"], model.predict(np.array([[1.0, 2.0], [3.0, 4.0]]), verbose=0), rtol=1e-6)
+    assert isinstance(out["train/loss"], float)
+
+
+def test_fused_inputs_must_hold_the_same_number_of_steps():
+    step = core.make_step([sse_group(dense(), keras.optimizers.SGD(0.1))], SPECS)
+    bad = {"x": np.zeros((4, 3, 2), "float32"), "y": np.zeros((2, 3, 1), "float32")}
+    with pytest.raises(core.InputError, match="different numbers of steps"):
+        step.train_steps(bad)
+
+
+def test_a_step_needs_groups_to_train_and_one_optimizer_per_group():
+    test_only = core.make_step([], SPECS, outputs_fn=lambda b: {"s": ops.sum(b["x"])})
+    assert test_only.test_step(batch())["s"] == pytest.approx(float(batch()["x"].sum()), rel=1e-6)
+    with pytest.raises(core.StepDefinitionError, match="no update groups"):
+        test_only.train_step(batch())
+    a, b = dense(1), dense(2)
+    shared = keras.optimizers.SGD(0.1)
+    with pytest.raises(core.StepDefinitionError, match="share one optimizer"):
+        core.make_step([sse_group(a, shared, "a"), sse_group(b, shared, "b")], SPECS)

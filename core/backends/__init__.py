@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 import keras
 
@@ -18,3 +19,11 @@ def get_backend() -> ModuleType:
             f"KERAS_BACKEND={name!r} is not implemented yet"
         )
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def split_loss(out: Any) -> tuple[Any, dict]:
+    """A loss function returns ``loss`` or ``(loss, aux_dict)``; always give both."""
+    if isinstance(out, tuple):
+        loss, aux = out
+        return loss, dict(aux)
+    return out, {}

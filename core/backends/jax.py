@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from keras.src.backend.common.stateless_scope import StatelessScope, get_stateless_scope
 
+from core.backends import split_loss
+
 NAME = "jax"
 
 
@@ -47,13 +49,6 @@ def _current(scope: StatelessScope, v: Any) -> Any:
     return v.value if value is None else value
 
 
-def _split_loss(out: Any) -> tuple[Any, dict]:
-    if isinstance(out, tuple):
-        loss, aux = out
-        return loss, dict(aux)
-    return out, {}
-
-
 def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
     """Loss, aux and gradients of ``loss_fn()`` with respect to ``variables``; None where the loss never reads one.
 
@@ -74,7 +69,7 @@ def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tupl
         scope.state_mapping.update(zip(ids, vals))
         scope.reads = reads
         try:
-            loss, aux = _split_loss(loss_fn())
+            loss, aux = split_loss(loss_fn())
             written = {k: v for k, v in scope.state_mapping.items() if k not in ids and v is not saved.get(k)}
         finally:
             scope.state_mapping.clear()

@@ -8,22 +8,17 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from core.backends import split_loss
+
 NAME = "tensorflow"
 
 
 def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
     """Run ``loss_fn()`` under a tape; return (loss, aux, grads) with None for unconnected."""
     with tf.GradientTape() as tape:
-        loss, aux = _split_loss(loss_fn())
+        loss, aux = split_loss(loss_fn())
     grads = tape.gradient(loss, list(variables))
     return loss, aux, grads
-
-
-def _split_loss(out: Any) -> tuple[Any, dict]:
-    if isinstance(out, tuple):
-        loss, aux = out
-        return loss, dict(aux)
-    return out, {}
 
 
 def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
