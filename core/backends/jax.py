@@ -31,6 +31,7 @@ class _RecordingScope(StatelessScope):
         super().__init__(state_mapping=state_mapping, initialize_variables=False)
         self.discovering = discovering
         self.touched: dict[int, Any] = {}
+        self.written: dict[int, Any] = {}
         self.reads: set[int] | None = None
 
     def get_current_value(self, variable):
@@ -41,6 +42,7 @@ class _RecordingScope(StatelessScope):
 
     def add_update(self, update):
         self.touched.setdefault(id(update[0]), update[0])
+        self.written.setdefault(id(update[0]), update[0])
         super().add_update(update)
 
 
@@ -96,23 +98,23 @@ class _Compiled:
     def __init__(self, fn: Callable, mode: str):
         self.fn = fn
         self.mode = mode
-        self.state: list | None = None
+        self.state: list | None = None  # every variable a call touches, in a fixed order
+        self.written: list = []  # the ones it assigns
         self.traces = 0
         self._jitted: dict[Any, Callable] = {}
 
-    def _discover(self, args: tuple) -> list:
+    def _discover(self, args: tuple) -> None:
+        """Trace once, abstractly, to learn which variables a call reads and which it writes."""
         scope = _RecordingScope(discovering=True)
 
-        dynamic = [a for a in args if not isinstance(a, int)]
-
-        def probe(*dyn):
-            it = iter(dyn)
+        def probe(*dynamic):
             with scope:
-                self.fn(*(a if isinstance(a, int) else next(it) for a in args))
+                self.fn(*_interleave(args, dynamic))
             return 0
 
-        jax.eval_shape(probe, *dynamic)
-        return list(scope.touched.values())
+        jax.eval_shape(probe, *(a for a in args if not isinstance(a, int)))
+        self.state = list(scope.touched.values())
+        self.written = list(scope.written.values())
 
     def _pure(self, state_values, *args):
         if self.mode != "eager":
@@ -120,29 +122,33 @@ class _Compiled:
         scope = _RecordingScope(state_mapping=list(zip(self.state, state_values)))
         with scope:
             out = self.fn(*args)
-        new_state = [jnp.asarray(_current(scope, v), dtype=v.dtype) for v in self.state]
-        return out, new_state
+        # Only written variables come back: read-only weights need no copy out and no write-back.
+        return out, [jnp.asarray(_current(scope, v), dtype=v.dtype) for v in self.written]
 
     def __call__(self, *args):
         static = tuple(a for a in args if isinstance(a, int))
-        dynamic = tuple(a for a in args if not isinstance(a, int))
         if self.state is None:
-            self.state = self._discover(args)
+            self._discover(args)
         if static not in self._jitted:
+            template = tuple(a if isinstance(a, int) else None for a in args)  # keeps no arrays alive
 
-            def call(state_values, *dyn):
-                it = iter(dyn)
-                full = tuple(a if isinstance(a, int) else next(it) for a in args_template)
-                return self._pure(state_values, *full)
+            def call(state_values, *dynamic, template=template):
+                return self._pure(state_values, *_interleave(template, dynamic))
 
-            args_template = args
             self._jitted[static] = call if self.mode == "eager" else jax.jit(call)
         # _value / _direct_assign skip Keras' per-variable checks (shape, dtype, scope): the
         # compiled function already returns each value with its variable's shape and dtype.
-        out, new_state = self._jitted[static]([v._value for v in self.state], *dynamic)
-        for v, value in zip(self.state, new_state):
+        dynamic = tuple(a for a in args if not isinstance(a, int))
+        out, new_values = self._jitted[static]([v._value for v in self.state], *dynamic)
+        for v, value in zip(self.written, new_values):
             v._direct_assign(value)
         return out
+
+
+def _interleave(template: tuple, dynamic: Sequence) -> tuple:
+    """``template`` with its non-int entries replaced, in order, by ``dynamic`` (ints are static)."""
+    it = iter(dynamic)
+    return tuple(a if isinstance(a, int) else next(it) for a in template)
 
 
 def compile_fn(fn: Callable, mode: str, input_signature: list | None) -> Callable:
