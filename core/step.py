@@ -147,6 +147,7 @@ class StepFunctions:
         inputs: Mapping[str, InputSpec] | None,
         outputs_fn: Callable[[dict], dict] | None,
         mode: str,
+        prepare_fn: Callable[[dict], dict] | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -154,6 +155,7 @@ class StepFunctions:
         self.groups = list(groups)
         self.inputs = dict(inputs or {})
         self.outputs_fn = outputs_fn
+        self.prepare_fn = prepare_fn
         self.mode = mode
         self._backend = get_backend()
         self._check = InputChecker(self.inputs)
@@ -188,7 +190,14 @@ class StepFunctions:
             )
         return loss, aux, grads
 
+    def _prepared(self, batch: dict) -> dict:
+        """The batch plus what ``prepare_fn`` derives from it, once per step, outside every gradient."""
+        if self.prepare_fn is None:
+            return batch
+        return {**batch, **self.prepare_fn(batch)}
+
     def _train_math(self, batch: dict) -> dict:
+        batch = self._prepared(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
             for _ in range(group.repeats):
@@ -204,6 +213,7 @@ class StepFunctions:
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _test_math(self, batch: dict) -> dict:
+        batch = self._prepared(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
             loss, aux = split_loss(group.loss_fn(batch))
@@ -214,6 +224,7 @@ class StepFunctions:
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _gradients_math(self, batch: dict) -> dict:
+        batch = self._prepared(batch)
         return {g.name: self._group_grads(g, batch)[2] for g in self.groups}
 
     def _train_many_math(self, batches: dict) -> dict:
@@ -307,11 +318,15 @@ def make_step(
     inputs: Mapping[str, InputSpec] | None = None,
     outputs_fn: Callable[[dict], dict] | None = None,
     mode: str = "graph",
+    prepare_fn: Callable[[dict], dict] | None = None,
 ) -> StepFunctions:
     """Build compiled train / test / gradient calls for ordered update groups.
 
     Groups run in order inside one call, so a later group sees the weights the
     earlier groups just updated. ``mode`` is "eager" (debugging), "graph"
-    (tf.function) or "xla" (tf.function with jit_compile).
+    (tf.function) or "xla" (tf.function with jit_compile). ``prepare_fn(batch)``
+    returns extra named tensors computed once per step, before the groups and
+    outside their gradients (targets several losses share, such as returns);
+    every loss sees them in its batch.
     """
-    return StepFunctions(groups, inputs, outputs_fn, mode)
+    return StepFunctions(groups, inputs, outputs_fn, mode, prepare_fn)

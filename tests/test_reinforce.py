@@ -363,7 +363,7 @@ def test_bootstrap_at_time_limit_only():
             final,
         )
     (batch,) = window.batches()
-    got = np.asarray(agent._returns(batch))[:6]
+    got = np.asarray(agent.returns(batch)["returns"])[:6]
     v = float(np.asarray(agent.value(final[:1]))[0, 0]) * agent.value_scale
     g_cut = [1 + 0.9 + 0.81 + 0.729 * v, 1 + 0.9 + 0.81 * v, 1 + 0.9 * v]
     g_term = [2.71, 1.9, 1.0]

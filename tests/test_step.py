@@ -361,3 +361,30 @@ def test_a_step_needs_groups_to_train_and_one_optimizer_per_group():
     shared = keras.optimizers.SGD(0.1)
     with pytest.raises(core.StepDefinitionError, match="share one optimizer"):
         core.make_step([sse_group(a, shared, "a"), sse_group(b, shared, "b")], SPECS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_prepare_fn_runs_once_per_step_before_the_groups(mode):
+    """Shared targets: computed once, at the step's starting weights, seen by every group, no gradient."""
+    a = keras.Variable(np.float32(1.0), name="a")
+    b = keras.Variable(np.float32(2.0), name="b")
+    calls = []
+
+    def prepare(batch):
+        calls.append(1)
+        return {"target": a * 3.0}  # read before group "a" updates a
+
+    groups = [
+        core.UpdateGroup("a", lambda bt: ops.square(a - bt["target"]), [a], keras.optimizers.SGD(0.25)),
+        core.UpdateGroup("b", lambda bt: ops.square(b - bt["target"]), [b], keras.optimizers.SGD(0.25)),
+    ]
+    step = core.make_step(groups, mode=mode, prepare_fn=prepare)
+    logs = step.train_step()
+    # target = 3 (not differentiated): a: grad 2 * (1 - 3) = -4 -> 2.0; b: grad 2 * (2 - 3) = -2 -> 2.5
+    assert float(a.numpy()) == pytest.approx(2.0)
+    assert float(b.numpy()) == pytest.approx(2.5)
+    assert logs["b/loss"] == pytest.approx(1.0)
+    if mode == "eager":  # (the JAX backend's discovery pass traces the first call once more)
+        before = len(calls)
+        step.train_step()
+        assert len(calls) - before == 1
