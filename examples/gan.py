@@ -476,7 +476,8 @@ def _train_2d(config: Config, rng: np.random.Generator) -> dict:
             means = {k: float(np.mean(v)) for k, v in logs.items()}
             bar.update(n, means)
             if step - last_log >= config.log_every or step == total:
-                m = gan_metrics.mode_metrics(gan.sample(eval_z), gan.modes_np, gan.std)
+                samples = gan.sample(eval_z)
+                m = gan_metrics.mode_metrics(samples, gan.modes_np, gan.std)
                 charts = {
                     "charts/modes_captured": m["modes_captured"],
                     "charts/high_quality_fraction": m["high_quality_fraction"],
@@ -486,7 +487,7 @@ def _train_2d(config: Config, rng: np.random.Generator) -> dict:
                 log.scalars(step, {**means, **charts})
                 last_log = step
                 if config.out:
-                    frame = scatter_png(gan.sample(eval_z[:1000]), gan.modes_np, gan.std, 240, f"step {step}")
+                    frame = scatter_png(samples[:1000], gan.modes_np, gan.std, 240, f"step {step}")
                     frames.append(frame)
             if step - last_ckpt >= config.checkpoint_every:
                 save(step)
