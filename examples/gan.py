@@ -438,6 +438,10 @@ def _open_run(config: Config, gan: GAN, rng: np.random.Generator) -> tuple[core.
             raise core.UsageError(f"--resume: the checkpoint is a {meta.get('dataset')} run, not {config.dataset}")
         core.set_rng_state(rng, meta["numpy_rng"])
         print(f"resumed from {ckpt.path} at step {meta['step']}")
+    elif config.out:
+        # A fresh run in a used folder: the epoch grids of an earlier run must not end up in this run's GIF.
+        for old in Path(config.out).glob("grids/epoch_*.png"):
+            old.unlink()
     return ckpt, meta
 
 

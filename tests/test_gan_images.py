@@ -43,6 +43,11 @@ def test_folder_run_one_grid_per_epoch_and_resume(tmp_path):
     summary = gan.train(gan.Config(epochs=3, resume=True, **common))
     assert summary["steps"] == 6
     assert len(list((out / "grids").glob("epoch_*.png"))) == 3
+    # A fresh run in the same folder starts its grids (and so its GIF) anew.
+    gan.train(gan.Config(epochs=1, **common))
+    assert len(list((out / "grids").glob("epoch_*.png"))) == 1
+    with Image.open(out / "grids.gif") as gif:
+        assert gif.n_frames == 1
 
 
 @pytest.mark.parametrize("use_tf", [True, False], ids=["tf.data", "numpy"])
