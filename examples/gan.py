@@ -512,16 +512,24 @@ def _train_2d(config: Config, rng: np.random.Generator) -> dict:
         "interrupted": interrupted,
         "config": asdict(config),
     }
+    caption = f"{config.dataset}, {step} steps: {_fmt_metrics(metrics)}"
+    picture = scatter_png(samples, gan.modes_np, gan.std, caption=caption) if config.out else None
+    return _finish(config, summary, samples, picture, frames, "training.gif", fps=4)
+
+
+def _finish(
+    config: Config, summary: dict, samples: np.ndarray, picture, frames: list, gif: str, fps: float, scale: int = 1
+) -> dict:
+    """Write samples.npy, samples.png, the GIF and summary.json under --out; say how to resume if interrupted."""
     if config.out:
         out = Path(config.out)
-        np.save(out / "samples.npy", samples)
-        caption = f"{config.dataset}, {step} steps: {_fmt_metrics(metrics)}"
-        core.save_png(scatter_png(samples, gan.modes_np, gan.std, caption=caption), out / "samples.png")
+        np.save(out / "samples.npy", samples.astype("float32"))
+        core.save_png(picture, out / "samples.png", scale=scale)
         if frames:
-            core.save_gif(frames, out / "training.gif", fps=4)
+            core.save_gif(frames, out / gif, fps=fps)
         print(f"wrote {core.write_summary(out, summary)}")
-    if interrupted:
-        print(f"interrupted at step {step}; continue with --resume --out {config.out}")
+    if summary["interrupted"]:
+        print(f"interrupted at step {summary['steps']}; continue with --resume --out {config.out}")
     return summary
 
 
@@ -555,8 +563,10 @@ def _train_images(config: Config, rng: np.random.Generator) -> dict:
             meta = {"step": at_step, "dataset": config.dataset, "numpy_rng": core.rng_state(rng)}
             ckpt.save({**meta, "train_seconds": prior_seconds + time.perf_counter() - start})
 
+    scale = 2 if images.shape[1] < 64 else 1
+
     def grid(path: Path) -> None:
-        core.save_png(core.image_grid(gan.sample(fixed_z), cols=8), path, scale=2 if images.shape[1] < 64 else 1)
+        core.save_png(core.image_grid(gan.sample(fixed_z), cols=8), path, scale=scale)
 
     bar_keys = BAR_KEYS
     bar = log.progress(total, desc=config.dataset, initial=step, bar_keys=bar_keys)
@@ -602,16 +612,11 @@ def _train_images(config: Config, rng: np.random.Generator) -> dict:
             f"Frechet distance {quality['frechet_distance']:.3g} (real vs real {quality['frechet_distance_real']:.3g})"
         )
     print(f"{config.dataset}: {step} steps in {train_seconds:.1f} s")
+    picture, frames = None, []
     if out is not None:
-        np.save(out / "samples.npy", samples.astype("float32"))
-        grid(out / "samples.png")
+        picture = core.image_grid(gan.sample(fixed_z), cols=8)
         frames = [np.asarray(Image.open(p)) for p in sorted((out / "grids").glob("epoch_*.png"))]
-        if frames:
-            core.save_gif(frames, out / "grids.gif", fps=2)
-        print(f"wrote {core.write_summary(out, summary)}")
-    if interrupted:
-        print(f"interrupted at step {step}; continue with --resume --out {config.out}")
-    return summary
+    return _finish(config, summary, samples, picture, frames, "grids.gif", fps=2, scale=scale)
 
 
 def classifier_quality(images: np.ndarray, labels: np.ndarray, samples: np.ndarray, seed: int) -> dict:
