@@ -11,42 +11,72 @@ written back to the Keras variables, so user code never reads stale weights.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
-from keras.src.backend.common.stateless_scope import StatelessScope, get_stateless_scope
 
 from core.backends import split_loss
 
 NAME = "jax"
 
 
-class _RecordingScope(StatelessScope):
-    """A StatelessScope that remembers every variable read or written inside it."""
+# ----- The one place that relies on how Keras drives a StatelessScope (checked on Keras 3.15.1) -----
+# keras.StatelessScope and its methods are public, but that Keras routes every read of a variable
+# inside the scope through get_current_value(variable) and every assign through
+# add_update((variable, value)), leaving the variable itself untouched, is how it works rather than
+# a documented promise. tests/test_keras_contract.py fails loudly if a Keras release changes that.
+class _RecordingScope(keras.StatelessScope):
+    """A StatelessScope over our own id -> value mapping that remembers every variable read or written."""
 
-    def __init__(self, state_mapping=None, discovering: bool = False):
-        super().__init__(state_mapping=state_mapping, initialize_variables=False)
+    def __init__(self, values: dict[int, Any] | None = None, discovering: bool = False):
+        super().__init__(initialize_variables=False)
+        self.values: dict[int, Any] = {} if values is None else values
         self.discovering = discovering
         self.touched: dict[int, Any] = {}
         self.written: dict[int, Any] = {}
         self.reads: set[int] | None = None
 
-    def get_current_value(self, variable):
+    def get_current_value(self, variable: Any) -> Any:
         self.touched.setdefault(id(variable), variable)
         if self.reads is not None:
             self.reads.add(id(variable))
-        return super().get_current_value(variable)
+        return self.values.get(id(variable))
 
-    def add_update(self, update):
-        self.touched.setdefault(id(update[0]), update[0])
-        self.written.setdefault(id(update[0]), update[0])
-        super().add_update(update)
+    def add_update(self, update: tuple) -> None:
+        variable, value = update
+        self.touched.setdefault(id(variable), variable)
+        self.written.setdefault(id(variable), variable)
+        self.values[id(variable)] = value
 
 
-def _current(scope: StatelessScope, v: Any) -> Any:
+# Keras' own "current scope" accessor is private, so we remember which of our scopes is active.
+_ACTIVE: contextvars.ContextVar[_RecordingScope | None] = contextvars.ContextVar("customloop_jax_scope", default=None)
+
+
+@contextlib.contextmanager
+def _entered(scope: _RecordingScope):
+    token = _ACTIVE.set(scope)
+    try:
+        with scope:
+            yield scope
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _active_scope(caller: str) -> _RecordingScope:
+    scope = _ACTIVE.get()
+    if scope is None:
+        raise RuntimeError(f"{caller} must run inside a compiled call of the JAX backend")
+    return scope
+
+
+def _current(scope: _RecordingScope, v: Any) -> Any:
     value = scope.get_current_value(v)
     return v.value if value is None else value
 
@@ -58,29 +88,27 @@ def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tupl
     and writes the forward pass makes to other variables (BatchNormalization
     statistics, seed generators) are carried out of the gradient trace as aux.
     """
-    scope = get_stateless_scope()
-    if not isinstance(scope, _RecordingScope):
-        raise RuntimeError("value_and_grad must run inside a compiled call of the JAX backend")
+    scope = _active_scope("value_and_grad")
     ids = [id(v) for v in variables]
     values = [_current(scope, v) for v in variables]
     reads: set[int] = set()
 
     def f(vals):
-        saved = dict(scope.state_mapping)
+        saved = dict(scope.values)
         outer_reads = scope.reads
-        scope.state_mapping.update(zip(ids, vals))
+        scope.values.update(zip(ids, vals))
         scope.reads = reads
         try:
             loss, aux = split_loss(loss_fn())
-            written = {k: v for k, v in scope.state_mapping.items() if k not in ids and v is not saved.get(k)}
+            written = {k: v for k, v in scope.values.items() if k not in ids and v is not saved.get(k)}
         finally:
-            scope.state_mapping.clear()
-            scope.state_mapping.update(saved)
+            scope.values.clear()
+            scope.values.update(saved)
             scope.reads = outer_reads
         return loss, (aux, written)
 
     (loss, (aux, written)), grads = jax.value_and_grad(f, has_aux=True)(values)
-    scope.state_mapping.update(written)
+    scope.values.update(written)
     if scope.reads is not None:
         scope.reads |= reads
     return loss, aux, [g if i in reads else None for i, g in zip(ids, grads)]
@@ -108,7 +136,7 @@ class _Compiled:
         scope = _RecordingScope(discovering=True)
 
         def probe(*dynamic):
-            with scope:
+            with _entered(scope):
                 self.fn(*_interleave(args, dynamic))
             return 0
 
@@ -119,8 +147,8 @@ class _Compiled:
     def _pure(self, state_values, *args):
         if self.mode != "eager":
             self.traces += 1
-        scope = _RecordingScope(state_mapping=list(zip(self.state, state_values)))
-        with scope:
+        scope = _RecordingScope({id(v): value for v, value in zip(self.state, state_values)})
+        with _entered(scope):
             out = self.fn(*args)
         # Only written variables come back: read-only weights need no copy out and no write-back.
         return out, [jnp.asarray(_current(scope, v), dtype=v.dtype) for v in self.written]
@@ -136,12 +164,10 @@ class _Compiled:
                 return self._pure(state_values, *_interleave(template, dynamic))
 
             self._jitted[static] = call if self.mode == "eager" else jax.jit(call)
-        # _value / _direct_assign skip Keras' per-variable checks (shape, dtype, scope): the
-        # compiled function already returns each value with its variable's shape and dtype.
         dynamic = tuple(a for a in args if not isinstance(a, int))
-        out, new_values = self._jitted[static]([v._value for v in self.state], *dynamic)
+        out, new_values = self._jitted[static]([v.value for v in self.state], *dynamic)
         for v, value in zip(self.written, new_values):
-            v._direct_assign(value)
+            v.assign(value)
         return out
 
 
@@ -184,24 +210,24 @@ def to_numpy(value: Any) -> np.ndarray:
 
 def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
     """``num_steps`` steps in one ``lax.scan``, the scope's values as the carry."""
-    scope = get_stateless_scope()
+    scope = _active_scope("fused_loop")
     if scope.discovering:  # one step shows every variable a step touches
         logs = step_fn({k: v[0] for k, v in batches.items()})
         return {k: jnp.broadcast_to(v, (int(num_steps), *jnp.shape(v))) for k, v in logs.items()}
-    ids = list(scope.state_mapping)
-    dtypes = {k: v.dtype for k, v in scope.state_mapping.items()}
+    ids = list(scope.values)
+    dtypes = {k: v.dtype for k, v in scope.values.items()}
 
     def body(carry, batch):
-        scope.state_mapping.update(zip(ids, carry))
+        scope.values.update(zip(ids, carry))
         logs = step_fn(batch)
-        missing = set(scope.state_mapping) - set(ids)
+        missing = set(scope.values) - set(ids)
         if missing:
             raise RuntimeError("a fused step wrote a variable the discovery pass did not see")
-        return [jnp.asarray(scope.state_mapping[k], dtype=dtypes[k]) for k in ids], logs
+        return [jnp.asarray(scope.values[k], dtype=dtypes[k]) for k in ids], logs
 
-    init = [scope.state_mapping[k] for k in ids]
+    init = [scope.values[k] for k in ids]
     final, logs = jax.lax.scan(body, init, batches if batches else None, length=int(num_steps))
-    scope.state_mapping.update(zip(ids, final))
+    scope.values.update(zip(ids, final))
     return logs
 
 
