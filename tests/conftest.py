@@ -27,7 +27,9 @@ def mnist_dir() -> Path:
 
 def start_example(name: str, *args: str, cwd=None) -> subprocess.Popen:
     """``python -m examples.<name> ARGS`` in a child process, output captured as text."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Prepend, not replace: the caller's PYTHONPATH may be what makes its packages importable.
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath}
     return subprocess.Popen(
         [sys.executable, "-m", f"examples.{name}", *args],
         stdout=subprocess.PIPE,

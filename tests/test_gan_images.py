@@ -52,6 +52,8 @@ def test_folder_run_one_grid_per_epoch_and_resume(tmp_path):
 
 @pytest.mark.parametrize("use_tf", [True, False], ids=["tf.data", "numpy"])
 def test_image_batches_pipeline_scales_and_drops_the_remainder(use_tf):
+    if use_tf:
+        pytest.importorskip("tensorflow")  # a JAX-only install has no tf.data
     images = np.arange(10 * 2 * 2 * 1, dtype=np.uint8).reshape(10, 2, 2, 1) * 6
     batches = [np.asarray(b) for b in gan_data.image_batches(images, 4, seed=0, use_tf=use_tf)]
     assert [b.shape for b in batches] == [(4, 2, 2, 1)] * 2
