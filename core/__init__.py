@@ -5,12 +5,13 @@ from core._quiet import import_keras_quietly
 import_keras_quietly()
 
 from core.backends import get_backend as _get_backend  # noqa: E402
-from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from core.config import UsageError, field_docs, make_parser, parse_config, run_main  # noqa: E402
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from core.config import UsageError, arg, check_ranges, field_docs, make_parser, parse_config, run_main  # noqa: E402
 from core.device import describe_device, gpu_available  # noqa: E402
 from core.forward import ForwardFunction, make_forward  # noqa: E402
+from core.lifecycle import Run, RunConfig  # noqa: E402
 from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
-from core.run_log import Progress, RunLogger, atomic_write_bytes, write_summary  # noqa: E402
+from core.run_log import Progress, RunLogger, atomic_write_bytes, strict_json, write_summary  # noqa: E402
 from core.runs import (  # noqa: E402
     Checkpointer,
     GracefulInterrupt,
@@ -39,6 +40,7 @@ def input_gradient(fn, x):
 
 
 __all__ = [
+    "CheckpointError",
     "Checkpointer",
     "GracefulInterrupt",
     "NonFiniteLossError",
@@ -48,6 +50,7 @@ __all__ = [
     "save_gif",
     "save_png",
     "set_rng_state",
+    "strict_json",
     "to_uint8",
     "ForwardFunction",
     "Function",
@@ -55,12 +58,16 @@ __all__ = [
     "InputSpec",
     "Minimize",
     "Progress",
+    "Run",
+    "RunConfig",
     "RunLogger",
     "StepDefinitionError",
     "StepFunctions",
     "UpdateGroup",
     "UsageError",
+    "arg",
     "atomic_write_bytes",
+    "check_ranges",
     "chain",
     "check_batch",
     "clip_by_global_norm",

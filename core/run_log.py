@@ -31,10 +31,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and NumPy scalars and arrays as Python values: strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
-    """Write ``out_dir/summary.json`` atomically."""
+    """Write ``out_dir/summary.json`` atomically, as strict JSON (a non-finite figure becomes null)."""
     path = Path(out_dir) / "summary.json"
-    atomic_write_bytes(path, (json.dumps(dict(summary), indent=2, sort_keys=True) + "\n").encode())
+    text = json.dumps(strict_json(summary), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
     return path
 
 

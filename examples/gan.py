@@ -11,9 +11,7 @@ D with respect to its input inside the loss (core.input_gradient). D's samples c
 
 from __future__ import annotations
 
-import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,109 +34,76 @@ DEFAULTS = {
 
 
 @dataclass
-class Config:
+class Config(core.RunConfig):
     """Train a GAN (generator + discriminator, two optimizers) with a compiled custom step."""
 
     dataset: Literal["ring", "grid", "mnist", "folder"] = "ring"
     """ring / grid: 2D Gaussian mixtures sampled on the fly; mnist: digits; folder: pictures in --data-dir"""
     data_dir: str | None = None
     """MNIST IDX files (*-images-idx3-ubyte[.gz] + labels) for mnist, or a folder of PNG/JPEG for folder"""
-    steps: int | None = None
+    steps: int | None = core.arg(None, min=1)
     """generator updates (2D default 20000); for images an optional cap on top of --epochs"""
-    epochs: int = 5
+    epochs: int = core.arg(5, min=1)
     """passes over the image data (mnist / folder)"""
-    batch_size: int | None = None
+    batch_size: int | None = core.arg(None, min=1)
     """samples per step (2D 256, images 64)"""
     loss: Literal["ns", "wgan-gp"] = "ns"
     """ns: non-saturating GAN loss; wgan-gp: Wasserstein loss with a gradient penalty on interpolates"""
-    d_steps: int = 1
+    d_steps: int = core.arg(1, min=1)
     """discriminator updates per generator update, all inside the same compiled step"""
-    g_lr: float | None = None
+    g_lr: float | None = core.arg(None, above=0, max=10)
     """generator Adam learning rate (2D 1e-3, images 2e-4)"""
-    d_lr: float | None = None
+    d_lr: float | None = core.arg(None, above=0, max=10)
     """discriminator Adam learning rate (2D 1e-3, images 2e-4)"""
-    beta1: float = 0.5
+    beta1: float = core.arg(0.5, min=0, max=0.999999)
     """Adam beta_1 of both optimizers"""
-    lr_decay: float | None = None
+    lr_decay: float | None = core.arg(None, above=0, max=1)
     """final / initial learning rate, reached linearly over --steps (2D 0.01: small steps sharpen the modes;
     images 1: constant)"""
-    r1: float | None = None
+    r1: float | None = core.arg(None, min=0, max=1e6)
     """R1 penalty weight gamma: gamma/2 * E||grad_x D(x_real)||^2; 0 turns it off (2D 0.1, images 1)"""
-    gp_weight: float = 10.0
+    gp_weight: float = core.arg(10.0, min=0, max=1e6)
     """WGAN-GP penalty weight lambda on (||grad D(x_hat)|| - 1)^2"""
-    pack: int | None = None
+    pack: int | None = core.arg(None, min=1, max=64)
     """samples packed into one discriminator input (PacGAN); 2D 2, images 1"""
-    clip_g: float | None = None
+    clip_g: float | None = core.arg(None, above=0, max=1e9)
     """clip the generator's gradients to this global norm"""
-    clip_d: float | None = None
+    clip_d: float | None = core.arg(None, above=0, max=1e9)
     """clip the discriminator's gradients to this global norm"""
-    z_dim: int = 16
+    z_dim: int = core.arg(16, min=1, max=4096)
     """noise size for 2D (images use 64)"""
-    hidden: int = 128
+    hidden: int = core.arg(128, min=1, max=65536)
     """units per hidden layer of the 2D MLPs"""
-    steps_per_call: int | None = None
+    steps_per_call: int | None = core.arg(None, min=1)
     """train steps fused into one compiled call (2D 200; images 1)"""
-    image_size: int = 28
+    image_size: int = core.arg(28, min=8, max=128)
     """height and width of folder images (multiple of 4, 8 to 128); mnist is always 28"""
-    channels: int = 3
+    channels: Literal[1, 3] = 3
     """colour channels of folder images: 1 (grey) or 3 (RGB)"""
-    num_samples: int = 2500
+    num_samples: int = core.arg(2500, min=1, max=1_000_000)
     """samples from G written to samples.npy (and scored, for 2D)"""
     quality: bool = True
     """mnist: train a small classifier on the real data and report class coverage and a Frechet distance"""
-    log_every: int = 1000
+    log_every: int = core.arg(1000, min=1)
     """2D: steps between metric logs (rounded to whole calls)"""
-    checkpoint_every: int = 2000
+    checkpoint_every: int = core.arg(2000, min=1)
     """2D: steps between checkpoints (rounded to whole calls); images: every epoch"""
-    seed: int = 0
-    """seed for weights, noise and data order"""
-    jit: bool = False
-    """compile the step with XLA (helps the small 2D step, hurts the convolutional one on CPU)"""
-    eager: bool = False
-    """run the step eagerly, for debugging"""
-    resume: bool = False
-    """continue the run saved in --out/checkpoint.npz"""
-    out: str | None = None
-    """folder for TensorBoard scalars, pictures, samples.npy, summary.json and checkpoints"""
+    mode: Literal["eager", "graph", "xla"] = "graph"
+    """how the step is compiled: eager (debugging), graph (tf.function; jax.jit on JAX) or xla (jit_compile:
+    helps the small 2D step, hurts the convolutional one on the CPU)"""
 
     def validate(self) -> None:
-        def flag(name: str) -> str:
-            return "--" + name.replace("_", "-")
-
-        for name in ("epochs", "d_steps", "z_dim", "hidden", "num_samples", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise core.UsageError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("steps", "batch_size", "pack", "steps_per_call"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise core.UsageError(f"{flag(name)} must be at least 1, got {value}")
-        for name in ("g_lr", "d_lr", "clip_g", "clip_d"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise core.UsageError(f"{flag(name)} must be a positive number, got {value}")
-        if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
-            raise core.UsageError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
-        for name in ("r1", "gp_weight"):
-            value = getattr(self, name)
-            if value is not None and not (value >= 0 and math.isfinite(value)):
-                raise core.UsageError(f"{flag(name)} must be zero or positive, got {value}")
-        if not 0 <= self.beta1 < 1:
-            raise core.UsageError(f"--beta1 must be in [0, 1), got {self.beta1}")
         if self.dataset == "folder" and self.data_dir is None:
             raise core.UsageError("--dataset folder needs --data-dir DIR (a folder of PNG/JPEG pictures)")
         if self.data_dir is not None and self.dataset in DATASETS_2D:
             raise core.UsageError(f"--data-dir is for mnist / folder; {self.dataset} is generated on the fly")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise core.UsageError(f"--data-dir {self.data_dir} is not a folder")
-        if not (8 <= self.image_size <= 128 and self.image_size % 4 == 0):
+        if self.image_size % 4:
             raise core.UsageError(f"--image-size must be a multiple of 4 from 8 to 128, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise core.UsageError(f"--channels must be 1 or 3, got {self.channels}")
         s = settings(self)
         if s["batch_size"] % s["pack"]:
             raise core.UsageError(f"--batch-size {s['batch_size']} is not a multiple of --pack {s['pack']}")
-        if self.eager and self.jit:
-            raise core.UsageError("--eager and --jit exclude each other")
 
 
 def settings(config: Config) -> dict:
@@ -305,8 +270,7 @@ class GAN:
             ),
         ]
         inputs = None if self.is_2d else {"x": core.InputSpec((None, *image_shape))}
-        mode = "eager" if config.eager else ("xla" if config.jit else "graph")
-        self.step = core.make_step(groups, inputs=inputs, mode=mode)
+        self.step = core.make_step(groups, inputs=inputs, mode=config.mode)
 
     def _lr(self, lr: float, updates_per_step: int):
         """Constant, or linear decay to lr * lr_decay over the run (the optimizer's own step counter)."""
@@ -416,121 +380,71 @@ BAR_KEYS = ["d/loss", "g/loss", "d/grad_norm", "g/grad_norm"]
 
 def train(config: Config) -> dict:
     """Train; return the summary (also written to --out/summary.json)."""
-    if config.resume and not config.out:
-        raise core.UsageError("--resume needs --out DIR holding the run's checkpoint.npz")
-    if config.resume and not (Path(config.out) / "checkpoint.npz").exists():
-        raise core.UsageError(f"--resume: no checkpoint.npz in {config.out}")
     rng = core.seed_everything(config.seed)
     if config.dataset in DATASETS_2D:
-        return _train_2d(config, rng)
-    return _train_images(config, rng)
+        return train_2d(config, rng)
+    return train_images(config, rng)
 
 
-def _open_run(config: Config, gan: GAN, rng: np.random.Generator) -> tuple[core.Checkpointer | None, dict]:
-    ckpt = core.Checkpointer(config.out, gan.checkpoint_objects()) if config.out else None
-    meta: dict = {"step": 0, "epoch": 0, "train_seconds": 0.0}
-    if config.resume:
-        try:
-            meta = ckpt.load()
-        except ValueError as e:
-            raise core.UsageError(f"--resume: checkpoint does not fit this configuration ({e})") from None
-        if meta.get("dataset") != config.dataset:
-            raise core.UsageError(f"--resume: the checkpoint is a {meta.get('dataset')} run, not {config.dataset}")
-        core.set_rng_state(rng, meta["numpy_rng"])
-        print(f"resumed from {ckpt.path} at step {meta['step']}")
-    elif config.out:
-        # A fresh run in a used folder: the epoch grids of an earlier run must not end up in this run's GIF.
-        for old in Path(config.out).glob("grids/epoch_*.png"):
-            old.unlink()
-    return ckpt, meta
-
-
-def _train_2d(config: Config, rng: np.random.Generator) -> dict:
+def train_2d(config: Config, rng: np.random.Generator) -> dict:
+    """Steps fused ``steps_per_call`` at a time; mode coverage scored on a fixed noise batch every ``log_every``."""
     gan = GAN(config)
-    s = gan.s
-    total, per_call = s["steps"], s["steps_per_call"]
-    ckpt, meta = _open_run(config, gan, rng)
-    step, prior_seconds = int(meta["step"]), float(meta["train_seconds"])
     eval_z = np.random.default_rng(config.seed + 1).standard_normal((config.num_samples, gan.z_dim)).astype("float32")
     print(f"stepping on {core.describe_device()}")
-    log = core.RunLogger(config.out)
     frames: list[np.ndarray] = []
-    interrupted = False
-    start = time.perf_counter()
-    last_log, last_ckpt = step, step
-
-    def save(at_step: int) -> None:
-        if ckpt is not None:
-            ckpt.save(
-                {
-                    "step": at_step,
-                    "dataset": config.dataset,
-                    "train_seconds": prior_seconds + time.perf_counter() - start,
-                    "numpy_rng": core.rng_state(rng),
-                }
-            )
-
-    bar = log.progress(total, desc=config.dataset, initial=step, bar_keys=BAR_KEYS)
-    with bar, core.GracefulInterrupt() as stop:
-        while step < total and not stop.requested:
-            n = min(per_call, total - step)
+    with _open_run(config, gan, rng, gan.s["steps"], config.checkpoint_every) as run:
+        last_log = run.step
+        while run.running:
+            n = min(gan.s["steps_per_call"], run.total - run.step)
             logs = gan.step.train_steps(num_steps=n)
-            core.assert_finite(logs, step + n)
-            step += n
-            means = {k: float(np.mean(v)) for k, v in logs.items()}
-            bar.update(n, means)
-            if step - last_log >= config.log_every or step == total:
+            run.advance(n, logs)
+            if run.step - last_log >= config.log_every or run.step == run.total:
                 samples = gan.sample(eval_z)
-                m = gan_metrics.mode_metrics(samples, gan.modes_np, gan.std)
-                charts = {
-                    "charts/modes_captured": m["modes_captured"],
-                    "charts/high_quality_fraction": m["high_quality_fraction"],
-                }
-                if m["reverse_kl"] is not None:
-                    charts["charts/reverse_kl"] = m["reverse_kl"]
-                log.scalars(step, {**means, **charts})
-                last_log = step
-                if config.out:
-                    frame = scatter_png(samples[:1000], gan.modes_np, gan.std, 240, f"step {step}")
-                    frames.append(frame)
-            if step - last_ckpt >= config.checkpoint_every:
-                save(step)
-                last_ckpt = step
-        interrupted = stop.requested and step < total
-    train_seconds = prior_seconds + time.perf_counter() - start
-    save(step)
-    log.close()
+                run.log({**logs, **mode_charts(samples, gan)})
+                frames.append(scatter_png(samples[:1000], gan.modes_np, gan.std, 240, f"step {run.step}"))
+                last_log = run.step
 
     samples = gan.sample(eval_z)
     metrics = gan_metrics.mode_metrics(samples, gan.modes_np, gan.std)
-    print(f"{config.dataset} after {step} steps ({train_seconds:.1f} s): {_fmt_metrics(metrics)}")
-    summary = {
-        "dataset": config.dataset,
-        "steps": step,
-        "train_seconds": train_seconds,
-        **metrics,
-        "interrupted": interrupted,
-        "config": asdict(config),
-    }
-    caption = f"{config.dataset}, {step} steps: {_fmt_metrics(metrics)}"
-    picture = scatter_png(samples, gan.modes_np, gan.std, caption=caption) if config.out else None
-    return _finish(config, summary, samples, picture, frames, "training.gif", fps=4)
-
-
-def _finish(
-    config: Config, summary: dict, samples: np.ndarray, picture, frames: list, gif: str, fps: float, scale: int = 1
-) -> dict:
-    """Write samples.npy, samples.png, the GIF and summary.json under --out; say how to resume if interrupted."""
-    if config.out:
-        out = Path(config.out)
-        np.save(out / "samples.npy", samples.astype("float32"))
-        core.save_png(picture, out / "samples.png", scale=scale)
-        if frames:
-            core.save_gif(frames, out / gif, fps=fps)
-        print(f"wrote {core.write_summary(out, summary)}")
-    if summary["interrupted"]:
-        print(f"interrupted at step {summary['steps']}; continue with --resume --out {config.out}")
+    print(f"{config.dataset} after {run.step} steps ({run.elapsed():.1f} s): {_fmt_metrics(metrics)}")
+    summary = run.write_summary({"dataset": config.dataset, "steps": run.step, **metrics})
+    caption = f"{config.dataset}, {run.step} steps: {_fmt_metrics(metrics)}"
+    picture = scatter_png(samples, gan.modes_np, gan.std, caption=caption)
+    _write_outputs(run, samples, picture, frames, "training.gif", fps=4)
     return summary
+
+
+def mode_charts(samples: np.ndarray, gan: GAN) -> dict[str, float]:
+    m = gan_metrics.mode_metrics(samples, gan.modes_np, gan.std)
+    charts = {"charts/modes_captured": m["modes_captured"], "charts/high_quality_fraction": m["high_quality_fraction"]}
+    if m["reverse_kl"] is not None:
+        charts["charts/reverse_kl"] = m["reverse_kl"]
+    return charts
+
+
+def _open_run(config: Config, gan: GAN, rng: np.random.Generator, total: int, checkpoint_every: int) -> core.Run:
+    return core.Run(
+        config,
+        gan.checkpoint_objects(),
+        total=total,
+        desc=config.dataset,
+        bar_keys=BAR_KEYS,
+        checkpoint_every=checkpoint_every,
+        rng=rng,
+        must_match=("dataset",),
+    )
+
+
+def _write_outputs(run: core.Run, samples: np.ndarray, picture, frames: list, gif: str, fps: float, scale=1) -> None:
+    """samples.npy, samples.png and the GIF under --out, after summary.json; say how to resume if interrupted."""
+    if run.out is not None:
+        np.save(run.out / "samples.npy", samples.astype("float32"))
+        core.save_png(picture, run.out / "samples.png", scale=scale)
+        if frames:
+            core.save_gif(frames, run.out / gif, fps=fps)
+        print(f"wrote {run.out / 'summary.json'}, samples.npy, samples.png and {gif}")
+    if run.interrupted:
+        print(f"interrupted at step {run.step}; continue with --resume --out {run.out}")
 
 
 def _load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
@@ -542,81 +456,55 @@ def _load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
     return images, None
 
 
-def _train_images(config: Config, rng: np.random.Generator) -> dict:
+def train_images(config: Config, rng: np.random.Generator) -> dict:
+    """One step per batch, a fixed batch order per (seed, epoch); a grid of samples from fixed noise per epoch."""
     images, labels = _load_images(config)
     gan = GAN(config, tuple(images.shape[1:]))
-    bsz = gan.batch_size
-    if bsz > len(images):
-        raise core.UsageError(f"--batch-size {bsz} exceeds the {len(images)} images")
-    per_epoch = len(images) // bsz
+    if gan.batch_size > len(images):
+        raise core.UsageError(f"--batch-size {gan.batch_size} exceeds the {len(images)} images")
+    per_epoch = len(images) // gan.batch_size
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
-    ckpt, meta = _open_run(config, gan, rng)
-    step, prior_seconds = int(meta["step"]), float(meta["train_seconds"])
     fixed_z = np.random.default_rng(config.seed + 1).standard_normal((64, gan.z_dim)).astype("float32")
-    out = Path(config.out) if config.out else None
-    print(f"stepping on {core.describe_device()}")
-    log = core.RunLogger(config.out)
-    start = time.perf_counter()
-
-    def save(at_step: int) -> None:
-        if ckpt is not None:
-            meta = {"step": at_step, "dataset": config.dataset, "numpy_rng": core.rng_state(rng)}
-            ckpt.save({**meta, "train_seconds": prior_seconds + time.perf_counter() - start})
-
     scale = 2 if images.shape[1] < 64 else 1
-
-    def grid(path: Path) -> None:
-        core.save_png(core.image_grid(gan.sample(fixed_z), cols=8), path, scale=scale)
-
-    bar_keys = BAR_KEYS
-    bar = log.progress(total, desc=config.dataset, initial=step, bar_keys=bar_keys)
-    with bar, core.GracefulInterrupt() as stop:
-        while step < total and not stop.requested:
-            epoch, offset = divmod(step, per_epoch)
+    print(f"stepping on {core.describe_device()}")
+    with _open_run(config, gan, rng, total, per_epoch) as run:
+        if run.out is not None and not config.resume:  # grids a crashed earlier run left must not join this GIF
+            for old in run.out.glob("grids/epoch_*.png"):
+                old.unlink()
+        while run.running:
+            epoch, offset = divmod(run.step, per_epoch)
             # One fixed order per epoch (seed, epoch): a resumed run skips the batches it has seen.
-            batches = gan_data.image_batches(images, bsz, seed=config.seed * 100003 + epoch, skip=offset)
-            for batch in batches:
+            for batch in gan_data.image_batches(images, gan.batch_size, seed=config.seed * 100003 + epoch, skip=offset):
                 logs = gan.step.train_step({"x": batch})
-                core.assert_finite(logs, step + 1)
-                step += 1
-                bar.update(1, logs)
-                if step % 50 == 0:
-                    log.scalars(step, logs)
-                if step >= total or stop.requested:
+                run.advance(1, logs)
+                if run.step % 50 == 0:
+                    run.log(logs)
+                if not run.running:
                     break
-            if step % per_epoch == 0 or step >= total:
-                if out is not None:
-                    grid(out / "grids" / f"epoch_{step / per_epoch:07.2f}.png")
-                bar.write(f"epoch {step / per_epoch:.2f}: " + ", ".join(f"{k} {logs[k]:.4g}" for k in bar_keys))
-                save(step)
-        interrupted = stop.requested and step < total
-    train_seconds = prior_seconds + time.perf_counter() - start
-    save(step)
-    log.close()
+            if run.step % per_epoch == 0 or run.step >= run.total:
+                if run.out is not None:
+                    grid = core.image_grid(gan.sample(fixed_z), cols=8)
+                    core.save_png(grid, run.out / "grids" / f"epoch_{run.step / per_epoch:07.2f}.png", scale=scale)
+                run.write(f"epoch {run.step / per_epoch:.2f}: " + ", ".join(f"{k} {logs[k]:.4g}" for k in BAR_KEYS))
 
+    print(f"{config.dataset}: {run.step} steps in {run.elapsed():.1f} s")
+    summary = run.write_summary({"dataset": config.dataset, "steps": run.step, "epochs": run.step / per_epoch})
     samples = gan.sample(np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, gan.z_dim)))
-    summary = {
-        "dataset": config.dataset,
-        "steps": step,
-        "epochs": step / per_epoch,
-        "train_seconds": train_seconds,
-        "interrupted": interrupted,
-        "config": asdict(config),
-    }
     if labels is not None and config.quality:
-        quality = classifier_quality(images, labels, samples, config.seed)
-        summary.update(quality)
-        print(
-            f"classifier (accuracy {100 * quality['classifier_accuracy']:.1f}% on held-out real digits): "
-            f"{quality['classes_covered']}/10 classes covered, class KL {quality['class_kl']}, "
-            f"Frechet distance {quality['frechet_distance']:.3g} (real vs real {quality['frechet_distance_real']:.3g})"
-        )
-    print(f"{config.dataset}: {step} steps in {train_seconds:.1f} s")
-    picture, frames = None, []
-    if out is not None:
-        picture = core.image_grid(gan.sample(fixed_z), cols=8)
-        frames = [np.asarray(Image.open(p)) for p in sorted((out / "grids").glob("epoch_*.png"))]
-    return _finish(config, summary, samples, picture, frames, "grids.gif", fps=2, scale=scale)
+        summary = run.write_summary(classifier_quality(images, labels, samples, config.seed))
+        print(_fmt_quality(summary))
+    frames = [np.asarray(Image.open(p)) for p in sorted(run.out.glob("grids/epoch_*.png"))] if run.out else []
+    picture = core.image_grid(gan.sample(fixed_z), cols=8)
+    _write_outputs(run, samples, picture, frames, "grids.gif", fps=2, scale=scale)
+    return summary
+
+
+def _fmt_quality(q: dict) -> str:
+    return (
+        f"classifier (accuracy {100 * q['classifier_accuracy']:.1f}% on held-out real digits): "
+        f"{q['classes_covered']}/10 classes covered, class KL {q['class_kl']}, "
+        f"Frechet distance {q['frechet_distance']:.3g} (real vs real {q['frechet_distance_real']:.3g})"
+    )
 
 
 def classifier_quality(images: np.ndarray, labels: np.ndarray, samples: np.ndarray, seed: int) -> dict:

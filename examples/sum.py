@@ -6,8 +6,8 @@ python -m examples.sum --out runs/sum
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import numpy as np
@@ -17,38 +17,28 @@ import core
 
 
 @dataclass
-class Config:
+class Config(core.RunConfig):
     """Train a one-unit Dense layer to add two integers, with a compiled custom loop."""
 
-    epochs: int = 50
+    epochs: int = core.arg(50, min=1)
     """passes over the 100 training samples"""
-    lr: float = 0.01
+    lr: float = core.arg(0.01, above=0)
     """Adam learning rate (the article used 1e-4, which needs far more epochs)"""
-    batch_size: int = 1
+    batch_size: int = core.arg(1, min=1)
     """samples per step (the article: 1)"""
-    steps_per_call: int = 1
+    steps_per_call: int = core.arg(1, min=1)
     """train steps fused into one compiled call (100 with batch size 1 = one call per epoch)"""
-    jit: bool = True
-    """compile the step with XLA (else a plain tf.function graph)"""
-    eager: bool = False
-    """run the step eagerly, uncompiled, for debugging"""
-    train_samples: int = 100
+    train_samples: int = core.arg(100, min=1)
     """size of the training set"""
-    test_samples: int = 10
+    test_samples: int = core.arg(10, min=1)
     """size of the test set"""
-    seed: int = 0
-    """seed for the data, the initial weights and the shuffling"""
-    out: str | None = None
-    """folder for summary.json and TensorBoard scalars"""
+    mode: Literal["eager", "graph", "xla"] = "xla"
+    """how steps are compiled: eager (plain Python, for debugging), graph (tf.function; jax.jit on JAX) or
+    xla (tf.function with jit_compile; jax.jit on JAX)"""
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "steps_per_call", "train_samples", "test_samples"):
-            if getattr(self, name) < 1:
-                raise core.UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.batch_size > self.train_samples:
             raise core.UsageError(f"--batch-size {self.batch_size} exceeds --train-samples {self.train_samples}")
-        if not self.lr > 0:
-            raise core.UsageError(f"--lr must be positive, got {self.lr}")
 
 
 def make_dataset(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -71,10 +61,9 @@ def build(config: Config):
     loss = sse(y_true, y_pred)
     optimizer = keras.optimizers.Adam(learning_rate=config.lr)
     updates = core.minimize(loss, model.trainable_variables, optimizer)
-    mode = "eager" if config.eager else ("xla" if config.jit else "graph")
-    train = core.function(inputs=[x, y_true], outputs={"loss": loss}, updates=updates, mode=mode)
-    test = core.function(inputs=[x, y_true], outputs={"loss": loss}, mode=mode)
-    return model, train, test
+    train = core.function(inputs=[x, y_true], outputs={"loss": loss}, updates=updates, mode=config.mode)
+    test = core.function(inputs=[x, y_true], outputs={"loss": loss}, mode=config.mode)
+    return model, optimizer, train, test
 
 
 def train(config: Config) -> dict:
@@ -82,60 +71,45 @@ def train(config: Config) -> dict:
     rng = core.seed_everything(config.seed)
     x_train, y_train = make_dataset(config.train_samples, rng)
     x_test, y_test = make_dataset(config.test_samples, rng)
-    model, train_fn, test_fn = build(config)
+    model, optimizer, train_fn, test_fn = build(config)
     print(f"stepping on {core.describe_device()}")
-
-    bsz = config.batch_size
-    num_batches = -(-config.train_samples // bsz)
-    # Data small enough to live on the device: one tensor each, reshuffled per epoch there.
-    x_dev, y_dev = ops.convert_to_tensor(x_train), ops.convert_to_tensor(y_train)
-    log = core.RunLogger(config.out)
-    start = time.perf_counter()
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        perm = ops.convert_to_tensor(rng.permutation(config.train_samples))
-        xs, ys = ops.take(x_dev, perm, axis=0), ops.take(y_dev, perm, axis=0)
-        loss_sum, loss_count = 0.0, 0  # the running mean the bar shows
-        with log.progress(num_batches, desc=f"epoch {epoch}/{config.epochs}") as bar:
-            b = 0
-            while b < num_batches:
-                n = min(config.steps_per_call, config.train_samples // bsz - b)
-                if n > 1:  # full batches stacked on a steps axis, one compiled call
-                    sl = slice(b * bsz, (b + n) * bsz)
-                    out = train_fn.fused([ops.reshape(xs[sl], (n, bsz, 2)), ops.reshape(ys[sl], (n, bsz, 1))])
-                    loss_sum += float(out["loss"].sum())
+    per_epoch = config.train_samples // config.batch_size  # full batches; the remainder waits for a reshuffle
+    total = config.epochs * per_epoch
+    objects = {"model": model, "optimizer": optimizer}
+    with core.Run(config, objects, total=total, desc="sum", bar_keys=["loss"], checkpoint_every=per_epoch) as run:
+        while run.running:
+            epoch, done = divmod(run.step, per_epoch)
+            xs, ys = epoch_batches(x_train, y_train, config, epoch)
+            while done < per_epoch and not run.stop_requested:
+                n = min(config.steps_per_call, per_epoch - done)
+                if n > 1:  # n batches stacked on a steps axis, one compiled call
+                    loss = train_fn.fused([xs[done : done + n], ys[done : done + n]])["loss"]
                 else:  # the article's loop: one call per batch
-                    n = 1
-                    sl = slice(b * bsz, (b + 1) * bsz)
-                    loss_sum += train_fn([xs[sl], ys[sl]])["loss"]
-                b += n
-                step += n
-                loss_count += n
-                bar.update(n, {"mean_loss": loss_sum / loss_count})
-            test_loss = test_fn([x_test, y_test])["loss"]
-            if epoch % max(1, config.epochs // 10) == 0 or epoch == config.epochs:
-                bar.write(f"epoch {epoch}: mean train SSE {loss_sum / loss_count:.4g}, test SSE {test_loss:.4g}")
-        log.scalars(
-            step, {"losses/train_sse": loss_sum / loss_count, "losses/test_mse": test_loss / config.test_samples}
-        )
-    log.close()
-    train_seconds = time.perf_counter() - start
+                    loss = train_fn([xs[done], ys[done]])["loss"]
+                run.advance(n, {"loss": loss})
+                done += n
+            if done == per_epoch:
+                test_mse = test_fn([x_test, y_test])["loss"] / config.test_samples
+                run.log({"losses/train_sse": np.mean(loss), "losses/test_mse": test_mse})
+                if (epoch + 1) % max(1, config.epochs // 10) == 0 or epoch + 1 == config.epochs:
+                    run.write(f"epoch {epoch + 1}: train SSE {np.mean(loss):.4g}, test MSE {test_mse:.4g}")
 
     kernel, bias = (keras.ops.convert_to_numpy(w).astype("float64") for w in model.layers[-1].weights)
     test_mse = test_fn([x_test, y_test])["loss"] / config.test_samples
     print(f"test MSE {test_mse:.3g}")
     print(f"learned kernel {kernel.ravel().round(4).tolist()}  bias {bias.round(4).tolist()}  (exact: [1, 1], [0])")
-    summary = {
-        "test_mse": test_mse,
-        "kernel": kernel.ravel().tolist(),
-        "bias": bias.ravel().tolist(),
-        "epochs": config.epochs,
-        "train_seconds": train_seconds,
-        "config": asdict(config),
-    }
-    if config.out:
-        print(f"wrote {core.write_summary(config.out, summary)}")
-    return summary
+    figures = {"test_mse": test_mse, "kernel": kernel.ravel().tolist(), "bias": bias.ravel().tolist()}
+    return run.write_summary({**figures, "epochs": run.step // per_epoch})
+
+
+def epoch_batches(x: np.ndarray, y: np.ndarray, config: Config, epoch: int):
+    """One epoch's full batches, shuffled by (seed, epoch) so a resumed run sees the same order, on the device."""
+    order = np.random.default_rng([config.seed, 2, epoch]).permutation(len(x))
+    per_epoch = len(x) // config.batch_size
+    keep = order[: per_epoch * config.batch_size]
+    xs = ops.convert_to_tensor(x[keep].reshape(per_epoch, config.batch_size, 2))
+    ys = ops.convert_to_tensor(y[keep].reshape(per_epoch, config.batch_size, 1))
+    return xs, ys
 
 
 def main(argv: list[str] | None = None) -> int:

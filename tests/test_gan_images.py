@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import core
 from examples import gan, gan_data
 
 
@@ -43,9 +44,14 @@ def test_folder_run_one_grid_per_epoch_and_resume(tmp_path):
     summary = gan.train(gan.Config(epochs=3, resume=True, **common))
     assert summary["steps"] == 6
     assert len(list((out / "grids").glob("epoch_*.png"))) == 3
-    # A fresh run in the same folder starts its grids (and so its GIF) anew.
+    # A fresh run in the same folder is refused (it would replace the finished run), and nothing is touched.
+    with pytest.raises(core.UsageError, match="holds an earlier run .* --resume"):
+        gan.train(gan.Config(epochs=1, **common))
+    assert len(list((out / "grids").glob("epoch_*.png"))) == 3
+    # Grids left by a run that never saved a checkpoint or summary do not join a fresh run's GIF.
+    (out / "checkpoint.npz").unlink()
+    (out / "summary.json").unlink()
     gan.train(gan.Config(epochs=1, **common))
-    assert len(list((out / "grids").glob("epoch_*.png"))) == 1
     with Image.open(out / "grids.gif") as gif:
         assert gif.n_frames == 1
 

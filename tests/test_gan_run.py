@@ -58,7 +58,7 @@ def test_outputs_and_summary(tmp_path):
     assert (out / "samples.png").exists() and (out / "training.gif").exists()
     assert any((out / "tb").iterdir())
     arrays, meta = checkpoint_arrays(out / "checkpoint.npz")
-    assert meta["step"] == 200 and meta["dataset"] == "ring" and "numpy_rng" in meta
+    assert meta["step"] == 200 and meta["config"]["dataset"] == "ring" and "rng" in meta
     # Both networks, both optimizers (their slots and counters) and the seed generator.
     assert {k.split("/")[0] for k in arrays} == {"g", "d", "g_opt", "d_opt", "seed"}
 
@@ -97,7 +97,7 @@ class StopAfter:
 def test_interrupted_run_resumes_to_the_same_weights_with_lr_decay(tmp_path, monkeypatch):
     _, full = run(tmp_path, "full", lr_decay=0.1)
     with monkeypatch.context() as m:
-        m.setattr(gan.core, "GracefulInterrupt", lambda: StopAfter(2))
+        m.setattr(core.lifecycle, "GracefulInterrupt", lambda: StopAfter(2))
         summary, part = run(tmp_path, "part", lr_decay=0.1)
     assert summary["interrupted"] and summary["steps"] == 200
     run(tmp_path, "part", lr_decay=0.1, resume=True)
@@ -122,11 +122,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["--dataset", "cifar"], "invalid choice"),
         (["--dataset", "folder"], "needs --data-dir"),
         (["--steps", "-3"], "--steps must be at least 1"),
-        (["--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--num-samples", "0"], "--num-samples must be in [1, 1000000], got 0"),
         (["--batch-size", "255"], "not a multiple of --pack"),
         (["--dataset", "folder", "--data-dir", ".", "--image-size", "30"], "--image-size"),
         (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "not a folder"),
-        (["--g-lr", "0"], "--g-lr must be a positive number"),
+        (["--g-lr", "0"], "--g-lr must be in (0, 10], got 0"),
+        (["--seed", "-1"], "--seed must be in [0, 4294967295]"),
+        (["--out", "/dev/null"], "--out /dev/null is a file, not a folder"),
         (["--resume"], "--resume needs --out"),
     ],
 )

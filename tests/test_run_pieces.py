@@ -22,6 +22,8 @@ class DemoConfig:
     """learning rate"""
     jit: bool = True
     """compile with XLA"""
+    rate: float = core.arg(0.1, above=0, max=1)
+    """a rate in (0, 1]"""
     loss: Literal["ns", "wgan"] = "ns"
     """which loss"""
     out: str | None = None
@@ -44,7 +46,10 @@ def test_config_flags_from_dataclass(capsys):
         assert doc in text
 
 
-@pytest.mark.parametrize("argv", [["--steps", "0"], ["--steps", "x"], ["--loss", "bad"], ["--nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--steps", "0"], ["--steps", "x"], ["--loss", "bad"], ["--nope"], ["--rate", "0"], ["--rate", "nan"], ["--rate", "2"]],
+)
 def test_bad_flags_exit_2_with_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
         core.parse_config(DemoConfig, argv)

@@ -17,9 +17,9 @@ def test_dataset_is_the_articles():
     np.testing.assert_array_equal(y[:, 0], x.sum(1))
 
 
-@pytest.mark.parametrize("steps_per_call, jit", [(1, True), (100, True), (7, False)])
-def test_train_tiny_config(tmp_path, steps_per_call, jit):
-    cfg = sum_example.Config(epochs=3, lr=0.05, steps_per_call=steps_per_call, jit=jit, out=str(tmp_path))
+@pytest.mark.parametrize("steps_per_call, mode", [(1, "xla"), (100, "xla"), (7, "graph"), (3, "eager")])
+def test_train_tiny_config(tmp_path, steps_per_call, mode):
+    cfg = sum_example.Config(epochs=3, lr=0.05, steps_per_call=steps_per_call, mode=mode, out=str(tmp_path))
     summary = sum_example.train(cfg)
     saved = json.loads((tmp_path / "summary.json").read_text())
     for key in ("test_mse", "kernel", "bias", "epochs", "train_seconds"):
@@ -54,7 +54,20 @@ def test_subprocess_smoke(tmp_path):
     assert "oneDNN" not in res.stderr and "cuda" not in res.stderr.lower()
 
 
-@pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "1000"], ["--epochs", "x"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--epochs", "0"],
+        ["--lr", "-1"],
+        ["--lr", "nan"],
+        ["--batch-size", "1000"],
+        ["--epochs", "x"],
+        ["--seed", "-1"],
+        ["--mode", "fast"],
+        ["--resume"],
+        ["--out", "/dev/null"],
+    ],
+)
 def test_subprocess_bad_input(tmp_path, args):
     res = _run(args, tmp_path)
     assert res.returncode == 2

@@ -1,0 +1,279 @@
+"""One training run's lifecycle in one place, so that an example's ``train`` is only its algorithm.
+
+    with core.Run(config, objects, total=steps, checkpoint_every=1000) as run:
+        while run.running:
+            logs = step.train_steps(num_steps=n)
+            run.advance(n, logs)          # non-finite guard, bar, checkpoint cadence
+    run.write_summary({...})              # summary.json as soon as training ends
+    ... evaluation, pictures ...
+    run.write_summary({...})              # then add to it
+
+The run owns: the output folder (checked before anything trains), resuming from the latest
+checkpoint, a checkpoint cadence that cannot be stepped over, the elapsed time across resumes,
+Ctrl-C (the first finishes the call in flight and saves; start-up included), the non-finite
+guard, the progress bar, TensorBoard scalars and summary.json.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from core.config import UsageError, arg
+from core.run_log import RunLogger, write_summary
+from core.runs import Checkpointer, GracefulInterrupt, NonFiniteLossError, assert_finite, rng_state, set_rng_state
+
+MODES = ("eager", "graph", "xla")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The flags every example shares; an example's Config subclasses it (and may change ``mode``'s default)."""
+
+    seed: int = arg(0, min=0, max=2**32 - 1)
+    """seed for the weights, the noise, the data order and the environments"""
+    out: str | None = None
+    """folder for checkpoint.npz, summary.json, TensorBoard scalars (tb/) and pictures; a folder holding an
+    earlier run is refused unless --resume"""
+    resume: bool = False
+    """continue the run saved in --out (its checkpoint.npz)"""
+    mode: Literal["eager", "graph", "xla"] = "graph"
+    """how steps are compiled: eager (plain Python, for debugging), graph (tf.function; jax.jit on JAX) or
+    xla (tf.function with jit_compile; jax.jit on JAX)"""
+
+
+class Run:
+    """Output folder, resume, checkpoints, Ctrl-C, non-finite guard, progress bar, TensorBoard and summary.json.
+
+    ``objects`` are what a checkpoint holds (models, optimizers, seed generators, variables);
+    ``state`` is the example's own JSON-able counters (episodes, recent returns), saved with
+    every checkpoint and restored on resume; ``rng`` a NumPy generator saved and restored too.
+    ``step`` counts ``unit``s up to ``total``; a checkpoint is written each time ``checkpoint_every``
+    of them have passed, at the end, and on Ctrl-C. ``must_match`` names config fields a resumed
+    run must share with the saved one (beyond the shapes the checkpoint checks itself).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        objects: Mapping[str, Any],
+        *,
+        total: int,
+        unit: str = "step",
+        desc: str = "train",
+        bar_keys: Sequence[str] | None = None,
+        checkpoint_every: int | None = None,
+        state: Mapping[str, Any] | None = None,
+        rng: np.random.Generator | None = None,
+        must_match: Sequence[str] = (),
+    ):
+        self.config = config
+        self.out = Path(config.out) if config.out else None
+        self.total, self.unit, self.desc, self.bar_keys = int(total), unit, desc, bar_keys
+        self.checkpoint_every = checkpoint_every
+        self.state: dict[str, Any] = dict(state or {})
+        self.rng = rng
+        self.must_match = tuple(must_match)
+        self.step = 0
+        self.summary: dict[str, Any] = {}
+        self._checkpointer = Checkpointer(self.out, objects) if self.out else None
+        self._interrupt = GracefulInterrupt()
+        self._seconds_before = 0.0
+        self._start: float | None = None
+        self._seconds: float | None = None  # frozen when training ends
+        self._saved_at = 0
+        self.logger: RunLogger | None = None
+        self.bar = None
+
+    # ----- entering and leaving -----
+    def __enter__(self) -> Run:
+        self._interrupt.__enter__()  # first: a Ctrl-C during start-up is a request, not a traceback
+        try:
+            self._check_folder()
+            if self.config.resume:
+                self._resume()
+            self._saved_at = self._started_at = self.step
+            self.logger = RunLogger(self.out)
+            self.bar = self.logger.progress(self.total, self.desc, self.unit, self.bar_keys, initial=self.step)
+            self._start = time.perf_counter()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._interrupt.__exit__()
+        self._seconds = self.elapsed()
+        try:
+            # A non-finite value or a second Ctrl-C mid-call: keep the last good checkpoint, write nothing new.
+            if exc_type is None and self.step > self._started_at:
+                self.save()
+            elif exc_type is not None and issubclass(exc_type, NonFiniteLossError):
+                self.write_summary({"stopped": f"non-finite: {exc}", "steps_done": self.step})
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._interrupt.__exit__()
+        if self.bar is not None:
+            self.bar.close()
+        if self.logger is not None:
+            self.logger.close()
+
+    def _check_folder(self) -> None:
+        if self.out is None:
+            if self.config.resume:
+                raise UsageError("--resume needs --out DIR (the folder holding the run's checkpoint.npz)")
+            return
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {self.out} is a file, not a folder")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(f"--out {self.out} is not a writable folder ({e.strerror or e})") from None
+        earlier = [p.name for p in (self._checkpointer.path, self.out / "summary.json") if p.exists()]
+        if earlier and not self.config.resume:
+            raise UsageError(
+                f"--out {self.out} holds an earlier run ({', '.join(earlier)}); "
+                "continue it with --resume or choose another --out"
+            )
+
+    def _resume(self) -> None:
+        ckpt = self._checkpointer
+        if not ckpt.exists():
+            raise UsageError(f"--resume: no checkpoint.npz in {self.out}")
+        try:
+            meta = ckpt.load()
+            saved = meta["config"]
+            self.step, self._seconds_before = int(meta["step"]), float(meta["train_seconds"])
+            self.state.update(meta["state"])
+            if self.rng is not None:
+                set_rng_state(self.rng, meta["rng"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"--resume: {ckpt.path} does not fit this run ({_one_line(e)})") from None
+        for key in self.must_match:
+            if saved.get(key) != getattr(self.config, key):
+                raise UsageError(
+                    f"--resume: the checkpoint is a run with --{key.replace('_', '-')} {saved.get(key)}, "
+                    f"not {getattr(self.config, key)}"
+                )
+        print(f"resumed from {ckpt.path} at {self.unit} {self.step}")
+
+    # ----- inside the loop -----
+    @property
+    def stop_requested(self) -> bool:
+        return self._interrupt.requested
+
+    @property
+    def running(self) -> bool:
+        """More to do, and no Ctrl-C."""
+        return self.step < self.total and not self.stop_requested
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_requested and self.step < self.total
+
+    def advance(self, n: int, logs: Mapping[str, Any] | None = None, show: Mapping[str, Any] | None = None) -> None:
+        """``n`` more units done: check ``logs`` are finite, move the bar (showing ``show`` or ``logs``), and
+        checkpoint once ``checkpoint_every`` units have passed since the last one."""
+        if logs:
+            assert_finite(logs, self.step + n)
+        self.step += int(n)
+        if self.bar is not None:
+            self.bar.update(int(n), _means(show if show is not None else logs))
+        every = self.checkpoint_every
+        if every and self.step - self._saved_at >= every and self.step < self.total:
+            self.save()
+
+    def log(self, scalars: Mapping[str, Any], step: int | None = None) -> None:
+        """TensorBoard scalars at ``step`` (default: the run's step)."""
+        if self.logger is not None:
+            self.logger.scalars(self.step if step is None else step, _means(scalars))
+
+    def write(self, message: str) -> None:
+        """Print a line without breaking the bar."""
+        if self.bar is not None and not self.bar.bar.disable:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def elapsed(self) -> float:
+        """Training seconds across resumes (frozen once the run's ``with`` block ends)."""
+        if self._seconds is not None:
+            return self._seconds
+        running = time.perf_counter() - self._start if self._start is not None else 0.0
+        return self._seconds_before + running
+
+    def save(self) -> Path | None:
+        """Write the checkpoint now (with ``--out``)."""
+        if self._checkpointer is None:
+            return None
+        state = _jsonable(self.state)
+        if not _finite(state):
+            raise NonFiniteLossError("refusing to save a checkpoint whose run state holds a non-finite value")
+        meta = {
+            "step": self.step,
+            "train_seconds": self.elapsed(),
+            "state": state,
+            "rng": rng_state(self.rng) if self.rng is not None else None,
+            "config": dataclasses.asdict(self.config),
+        }
+        path = self._checkpointer.save(meta)
+        self._saved_at = self.step
+        return path
+
+    # ----- after training -----
+    def write_summary(self, figures: Mapping[str, Any]) -> dict[str, Any]:
+        """Add ``figures`` to the summary and write ``--out/summary.json`` (strict JSON) at once.
+
+        Every summary holds ``train_seconds``, ``interrupted`` and ``config`` besides the figures.
+        """
+        self.summary.update(figures)
+        full = {
+            "train_seconds": self.elapsed(),
+            "interrupted": self.interrupted,
+            **self.summary,
+            "config": dataclasses.asdict(self.config),
+        }
+        if self.out is not None:
+            write_summary(self.out, full)
+        return full
+
+
+def _means(values: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """Scalars as floats; the per-step arrays of a fused call as their mean."""
+    if not values:
+        return None
+    return {k: float(np.mean(v)) for k, v in values.items() if np.size(v)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | collections.deque | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
