@@ -4,7 +4,7 @@
 vector env (NumPy in, NumPy out) for code written against gymnasium.
 """
 
-from core.envs import acrobot, cartpole  # noqa: F401  (registers the envs)
+from core.envs import acrobot, cartpole, mountain_car  # noqa: F401  (registers the envs)
 from core.envs.base import DeviceEnv, make_device_env, register, registered_ids
 from core.envs.vector import DeviceVectorEnv
 
