@@ -1,5 +1,12 @@
 """Checkpoints without pickle: every variable as a named array in one .npz, plus JSON metadata.
 
+Each array is keyed ``<object name>/<variable path>`` (``g/generator/dense/kernel``), so reordering
+named layers does not hand one layer's weights to another. Keras numbers auto-generated names per
+process (``dense_3``, ``adam_1``, and inside optimizer slot names), so the same model built twice
+gets different paths; those numbers are left out of the keys, and variables whose keys then coincide
+(the unnamed Dense layers of one Sequential) are told apart by their order: ``.../kernel``,
+``.../kernel#1``. Name layers to make a checkpoint independent of their order.
+
 Written atomically, so a crash mid-write leaves the previous checkpoint intact.
 """
 
@@ -9,6 +16,8 @@ import io
 import json
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +28,13 @@ import numpy as np
 from core.run_log import atomic_write_bytes
 
 _META = "__meta__"
+# Keras' per-process uniquifier: "dense_3/kernel", "adam_1/...", "sequential_1_dense_2_kernel_momentum".
+_AUTO_NUMBER = re.compile(r"_\d+(?=[/_]|$)")
+_SHOWN = 3  # names listed in an error before "and N more"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or whose variables do not fit the objects loaded from it."""
 
 
 def _variables(obj: Any) -> list:
@@ -36,6 +52,25 @@ def _variables(obj: Any) -> list:
     raise TypeError(f"cannot checkpoint an object of type {type(obj).__name__}")
 
 
+def _keyed(name: str, obj: Any) -> dict[str, Any]:
+    """``obj``'s variables by checkpoint key, in the object's variable order."""
+    if "/" in name:
+        raise ValueError(f"checkpoint object names cannot contain '/': {name!r}")
+    keyed: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    for v in _variables(obj):
+        base = f"{name}/{_AUTO_NUMBER.sub('', v.path)}"
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        keyed[base if n == 0 else f"{base}#{n}"] = v
+    return keyed
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown if len(names) <= _SHOWN else f"{shown} and {len(names) - _SHOWN} more"
+
+
 def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Path:
     """Save the variables of named ``objects`` (models, optimizers, seed generators, variables) and ``meta``.
 
@@ -43,8 +78,8 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], meta: M
     """
     arrays: dict[str, np.ndarray] = {}
     for name, obj in objects.items():
-        for i, v in enumerate(_variables(obj)):
-            arrays[f"{name}/{i}"] = keras.ops.convert_to_numpy(v.value)
+        for key, v in _keyed(name, obj).items():
+            arrays[key] = keras.ops.convert_to_numpy(v.value)
     arrays[_META] = np.array(json.dumps(dict(meta or {})))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -52,30 +87,54 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], meta: M
     return Path(path)
 
 
+def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every array and the metadata of the checkpoint at ``path``; CheckpointError if it is not one."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, Mapping):  # a bare .npy array, not an archive of named ones
+            raise CheckpointError(f"checkpoint {path} is not an .npz archive")
+        with data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays.pop(_META)))
+    except FileNotFoundError:
+        raise
+    except KeyError:
+        raise CheckpointError(f"checkpoint {path} has no {_META} entry (not written by save_checkpoint)") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: {_META} is not a JSON object")
+    return arrays, meta
+
+
 def load_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> dict[str, Any]:
     """Assign saved values into the variables of ``objects``; return the metadata.
 
+    All or nothing: every object is checked before any variable is assigned. Arrays of objects
+    not named in ``objects`` are ignored, so one network can be loaded from a whole run.
     Optimizers must be built (their slots created) before loading.
     """
-    with np.load(path, allow_pickle=False) as data:
-        # Check everything first: a mismatch must not leave some objects loaded and others not.
-        pending = []
-        for name, obj in objects.items():
-            variables = _variables(obj)
-            pattern = re.compile(rf"{re.escape(name)}/(\d+)")
-            saved = sorted((k for k in data.files if pattern.fullmatch(k)), key=lambda k: int(k.rsplit("/", 1)[1]))
-            if len(saved) != len(variables):
-                raise ValueError(
-                    f"checkpoint {path}: {name!r} has {len(saved)} saved arrays "
-                    f"but the object has {len(variables)} variables"
-                )
-            for key, v in zip(saved, variables):
-                value = data[key]
-                if tuple(value.shape) != tuple(v.shape):
-                    raise ValueError(
-                        f"checkpoint {path}: {key} has shape {value.shape}, variable {v.path} has {v.shape}"
-                    )
-                pending.append((v, value))
-        for v, value in pending:
-            v.assign(value)
-        return json.loads(str(data[_META]))
+    arrays, meta = _read(path)
+    pending, missing, unexpected, wrong_shape = [], [], [], []
+    for name, obj in objects.items():
+        keyed = _keyed(name, obj)
+        unexpected += [k for k in arrays if k.startswith(f"{name}/") and k not in keyed]
+        for key, v in keyed.items():
+            if key not in arrays:
+                missing.append(key)
+            elif tuple(arrays[key].shape) != tuple(v.shape):
+                wrong_shape.append(f"{key} saved {tuple(arrays[key].shape)}, variable {tuple(v.shape)}")
+            else:
+                pending.append((v, arrays[key]))
+    problems = [
+        f"{label} {_some(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatch:", wrong_shape))
+        if names
+    ]
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit the objects: " + "; ".join(problems))
+    for v, value in pending:
+        v.assign(value)
+    return meta
