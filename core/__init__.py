@@ -39,6 +39,12 @@ def input_gradient(fn, x):
     return _get_backend().input_gradient(fn, x)
 
 
+def scan(f, init, xs=None, length=None, reverse=False):
+    """``keras.ops.scan`` whose body may read and assign Keras variables (a seed generator, environment state in
+    variables) inside a compiled step: on JAX the touched variables' values travel in the loop's carry."""
+    return _get_backend().scan(f, init, xs, length, reverse)
+
+
 __all__ = [
     "CheckpointError",
     "Checkpointer",
@@ -86,6 +92,7 @@ __all__ = [
     "parse_config",
     "run_main",
     "save_checkpoint",
+    "scan",
     "seed_everything",
     "write_summary",
 ]

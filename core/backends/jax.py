@@ -208,26 +208,42 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
-    """``num_steps`` steps in one ``lax.scan``, the scope's values as the carry."""
-    scope = _active_scope("fused_loop")
-    if scope.discovering:  # one step shows every variable a step touches
-        logs = step_fn({k: v[0] for k, v in batches.items()})
-        return {k: jnp.broadcast_to(v, (int(num_steps), *jnp.shape(v))) for k, v in logs.items()}
+def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False) -> tuple:
+    """``keras.ops.scan`` whose body may read and assign Keras variables (seed generators, state held in variables).
+
+    Inside a compiled call the values of every variable the call touches travel in the ``lax.scan`` carry
+    beside ``f``'s own carry, so an assign in the body is seen by the next iteration and by the code after
+    the loop (a plain scan would leak the body's tracers into the scope instead).
+    """
+    scope = _ACTIVE.get()
+    if scope is None:
+        return keras.ops.scan(f, init, xs, length=length, reverse=reverse)
+    if length is None:
+        length = int(jax.tree.leaves(xs)[0].shape[0])
+    if scope.discovering:  # one iteration shows every variable the body touches
+        first = None if xs is None else jax.tree.map(lambda a: a[-1 if reverse else 0], xs)
+        carry, y = f(init, first)
+        return carry, jax.tree.map(lambda v: jnp.broadcast_to(v, (int(length), *jnp.shape(v))), y)
     ids = list(scope.values)
     dtypes = {k: v.dtype for k, v in scope.values.items()}
 
-    def body(carry, batch):
-        scope.values.update(zip(ids, carry))
-        logs = step_fn(batch)
-        missing = set(scope.values) - set(ids)
-        if missing:
-            raise RuntimeError("a fused step wrote a variable the discovery pass did not see")
-        return [jnp.asarray(scope.values[k], dtype=dtypes[k]) for k in ids], logs
+    def body(carry, x):
+        state, inner = carry
+        scope.values.update(zip(ids, state))
+        inner, y = f(inner, x)
+        if set(scope.values) - set(ids):
+            raise RuntimeError("a loop body wrote a variable the discovery pass did not see")
+        return ([jnp.asarray(scope.values[k], dtype=dtypes[k]) for k in ids], inner), y
 
-    init = [scope.values[k] for k in ids]
-    final, logs = jax.lax.scan(body, init, batches if batches else None, length=int(num_steps))
+    init_state = [scope.values[k] for k in ids]
+    (final, carry), ys = jax.lax.scan(body, (init_state, init), xs, length=int(length), reverse=reverse)
     scope.values.update(zip(ids, final))
+    return carry, ys
+
+
+def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
+    """``num_steps`` steps in one ``lax.scan``, the scope's values as the carry."""
+    _, logs = scan(lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=int(num_steps))
     return logs
 
 

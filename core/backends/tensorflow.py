@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -87,6 +88,11 @@ def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -
 
     _, arrays = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(1), arrays))
     return {k: a.stack() for k, a in arrays.items()}
+
+
+def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False) -> tuple:
+    """``keras.ops.scan``: in a tf.function a loop body may assign variables as it is."""
+    return keras.ops.scan(f, init, xs, length=length, reverse=reverse)
 
 
 def leading_dim(batches: dict) -> Any:
