@@ -3,7 +3,7 @@
 # newest keras the pin allows, so only this script ever tests the lowest). It installs the project with
 # keras==LOWEST into a throwaway venv (downloads from PyPI: a few minutes) and runs the tests that lean on
 # Keras' behaviour (step, backends, the StatelessScope contract, checkpoint keys) on both backends. pip picks
-# the TensorFlow that release allows (TensorFlow 2.20+ needs keras>=3.12, so keras 3.8 runs with 2.19).
+# the TensorFlow that release allows (TensorFlow 2.21 needs keras>=3.12; with keras 3.8 pip took 2.19.1).
 # Raise the pin's lower bound to a version this passes on. Last run: keras 3.8.0, tensorflow 2.19.1,
 # jax 0.10.2: passed on both backends.
 #
