@@ -165,6 +165,8 @@ class _Compiled:
 
             self._jitted[static] = call if self.mode == "eager" else jax.jit(call)
         dynamic = tuple(a for a in args if not isinstance(a, int))
+        # Public reads and writes cost about 1 and 2 us a variable on CPU (Keras 3.15.1: scope and dtype
+        # checks), ~110 us a call for a 53-variable GAN step; Keras offers no cheaper public route.
         out, new_values = self._jitted[static]([v.value for v in self.state], *dynamic)
         for v, value in zip(self.written, new_values):
             v.assign(value)
