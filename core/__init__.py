@@ -8,6 +8,7 @@ from core.backends import get_backend as _get_backend  # noqa: E402
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import UsageError, arg, check_ranges, field_docs, make_parser, parse_config, run_main  # noqa: E402
 from core.device import describe_device, gpu_available  # noqa: E402
+from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_env  # noqa: E402
 from core.forward import ForwardFunction, make_forward  # noqa: E402
 from core.lifecycle import Run, RunConfig  # noqa: E402
 from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
@@ -46,6 +47,10 @@ def scan(f, init, xs=None, length=None, reverse=False):
 
 
 __all__ = [
+    "DEVICE_ENV_IDS",
+    "DeviceEnv",
+    "DeviceVectorEnv",
+    "make_device_env",
     "CheckpointError",
     "Checkpointer",
     "GracefulInterrupt",

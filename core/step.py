@@ -57,6 +57,9 @@ class UpdateGroup:
     repeats: int = 1
     """updates of this group per step, each on a fresh loss (e.g. several critic steps per generator step);
     the logs are those of the last one"""
+    repeat_key: str | None = None
+    """if set, the repeats run as one compiled loop and each update's batch holds its index (an int32 scalar
+    tensor, 0 to repeats - 1) under this key: the loss picks its minibatch with it (PPO's epochs x minibatches)"""
 
 
 def _var_name(v: Any) -> str:
@@ -196,20 +199,38 @@ class StepFunctions:
             return batch
         return {**batch, **self.prepare_fn(batch)}
 
+    def _update(self, group: UpdateGroup, batch: dict) -> dict:
+        """One update of ``group``: gradients, transform, optimizer; returns its logs."""
+        loss, aux, grads = self._group_grads(group, batch)
+        logs = {f"{group.name}/loss": loss, f"{group.name}/grad_norm": global_norm(grads)}
+        if group.transform is not None:
+            grads = list(group.transform(list(grads)))
+            logs[f"{group.name}/grad_norm_applied"] = global_norm(grads)
+        else:
+            logs[f"{group.name}/grad_norm_applied"] = logs[f"{group.name}/grad_norm"]
+        group.optimizer.apply(grads, list(group.variables))
+        return {**logs, **aux}
+
+    def _looped_updates(self, group: UpdateGroup, batch: dict) -> dict:
+        """``repeats`` updates in one loop, the index in the batch under ``repeat_key``: one traced update, not
+        ``repeats`` unrolled copies (PPO's 16 minibatch updates would otherwise compile 16 times over)."""
+
+        def body(carry, i):
+            logs = self._update(group, {**batch, group.repeat_key: i})
+            return carry, {k: ops.cast(v, "float32") for k, v in logs.items()}
+
+        _, logs = self._backend.scan(body, (), ops.arange(group.repeats, dtype="int32"), None, False)
+        return {k: v[-1] for k, v in logs.items()}
+
     def _train_math(self, batch: dict) -> dict:
         batch = self._prepared(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
+            if group.repeat_key is not None:
+                logs.update(self._looped_updates(group, batch))
+                continue
             for _ in range(group.repeats):
-                loss, aux, grads = self._group_grads(group, batch)
-                logs[f"{group.name}/loss"] = loss
-                norm = logs[f"{group.name}/grad_norm"] = global_norm(grads)
-                if group.transform is not None:
-                    grads = list(group.transform(list(grads)))
-                    norm = global_norm(grads)
-                logs[f"{group.name}/grad_norm_applied"] = norm
-                logs.update(aux)
-                group.optimizer.apply(grads, list(group.variables))
+                logs.update(self._update(group, batch))
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _test_math(self, batch: dict) -> dict:

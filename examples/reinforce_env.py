@@ -310,3 +310,51 @@ class Collector:
                 self.pending_reset = finished
             self.obs = np.asarray(obs, np.float32)
         return transitions, returns, lengths
+
+
+def make_same_step_env(env_id: str, num_envs: int) -> tuple[gym.vector.VectorEnv, EnvInfo]:
+    """``num_envs`` copies of ``env_id`` whose autoreset happens in the step that ends an episode (SAME_STEP):
+    every step is a transition, and ``infos["final_obs"]`` holds the last observation of an ended episode."""
+    return make_vector_env(env_id, num_envs, "sync", vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+
+
+class RolloutCollector:
+    """Fixed-length rollouts (T steps of N environments) from a SAME_STEP vector env, as PPO's train inputs.
+
+    ``next_obs`` is the observation after each step before any reset: for an ended episode its final
+    observation, which a time-limit truncation bootstraps from. Episode returns and lengths are counted here.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, info: EnvInfo, act, seed: int | None):
+        self.env, self.info, self.act = env, info, act
+        obs, _ = env.reset(seed=seed)
+        self.obs = np.asarray(obs, np.float32)
+        self.ep_return = np.zeros(env.num_envs, np.float64)
+        self.ep_length = np.zeros(env.num_envs, np.int64)
+
+    def collect(self, steps: int) -> tuple[dict[str, np.ndarray], list[float], list[int]]:
+        """One rollout: (batch of (T, N, ...) arrays, finished episodes' returns, their lengths)."""
+        keys = ("obs", "actions", "rewards", "terminated", "truncated", "next_obs")
+        rows: dict[str, list] = {k: [] for k in keys}
+        returns: list[float] = []
+        lengths: list[int] = []
+        for _ in range(steps):
+            actions = np.asarray(self.act(self.obs), np.int32)
+            obs, rewards, terminated, truncated, infos = self.env.step(actions + self.info.action_start)
+            obs = np.asarray(obs, np.float32)
+            ended = np.logical_or(terminated, truncated)
+            next_obs = obs.copy()
+            for i in np.flatnonzero(ended):
+                next_obs[i] = infos["final_obs"][i]
+            for key, value in zip(keys, (self.obs, actions, rewards, terminated, truncated, next_obs)):
+                rows[key].append(value)
+            self.ep_return += rewards
+            self.ep_length += 1
+            returns.extend(self.ep_return[ended].tolist())
+            lengths.extend(self.ep_length[ended].tolist())
+            self.ep_return[ended] = 0.0
+            self.ep_length[ended] = 0
+            self.obs = obs
+        batch = {k: np.stack(v) for k, v in rows.items()}
+        batch = {k: v.astype(np.int32 if k == "actions" else np.float32) for k, v in batch.items()}
+        return batch, returns, lengths

@@ -48,7 +48,15 @@ def test_config_flags_from_dataclass(capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--steps", "0"], ["--steps", "x"], ["--loss", "bad"], ["--nope"], ["--rate", "0"], ["--rate", "nan"], ["--rate", "2"]],
+    [
+        ["--steps", "0"],
+        ["--steps", "x"],
+        ["--loss", "bad"],
+        ["--nope"],
+        ["--rate", "0"],
+        ["--rate", "nan"],
+        ["--rate", "2"],
+    ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:

@@ -30,7 +30,12 @@ def _run(mode: str, fused: bool):
         logs = step.train_steps(num_steps=2)["w/loss"]
     else:
         logs = np.array([step.train_step()["w/loss"] for _ in range(2)])
-    return np.asarray(logs), ops.convert_to_numpy(w), float(ops.convert_to_numpy(counter)), ops.convert_to_numpy(gen.state)
+    return (
+        np.asarray(logs),
+        ops.convert_to_numpy(w),
+        float(ops.convert_to_numpy(counter)),
+        ops.convert_to_numpy(gen.state),
+    )
 
 
 @pytest.mark.parametrize("mode", ["graph", "xla"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -70,29 +69,37 @@ def to_numpy(value: Any) -> np.ndarray:
 
 
 def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
-    """Run ``step_fn`` ``num_steps`` times over the leading axis of ``batches``.
+    """Run ``step_fn`` ``num_steps`` times over the leading axis of ``batches``, in one ``tf.while_loop``."""
+    _, logs = scan(lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=num_steps)
+    return logs
 
-    The first step runs outside the loop so the structure and dtypes of the
-    logs are known before the TensorArrays that collect them are made.
+
+def scan(f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bool = False) -> tuple:
+    """``keras.ops.scan`` without its TensorFlow limit (outputs shaped like the carry); the body may assign variables.
+
+    The first iteration runs outside the ``tf.while_loop``, so the structure, dtypes and shapes of the
+    outputs are known before the TensorArrays that collect them are made.
     """
+    n = length if length is not None else tf.shape(tf.nest.flatten(xs)[0])[0]
 
-    def take(i):
-        return {k: v[i] for k, v in batches.items()}
+    def x_at(i):
+        return None if xs is None else tf.nest.map_structure(lambda a: a[i], xs)
 
-    first = step_fn(take(0))
-    arrays = {k: tf.TensorArray(tf.convert_to_tensor(v).dtype, size=num_steps).write(0, v) for k, v in first.items()}
+    def call(carry, i):
+        carry, y = f(carry, x_at(i))
+        return carry, tf.nest.map_structure(tf.convert_to_tensor, y)
 
-    def body(i, arrays):
-        logs = step_fn(take(i))
-        return i + 1, {k: arrays[k].write(i, logs[k]) for k in arrays}
+    first = n - 1 if reverse else 0
+    carry, y = call(init, first)
+    arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape).write(first, v) for v in tf.nest.flatten(y)]
 
-    _, arrays = tf.while_loop(lambda i, _: i < num_steps, body, (tf.constant(1), arrays))
-    return {k: a.stack() for k, a in arrays.items()}
+    def body(k, carry, arrays):
+        i = n - 1 - k if reverse else k
+        carry, y = call(carry, i)
+        return k + 1, carry, [a.write(i, v) for a, v in zip(arrays, tf.nest.flatten(y))]
 
-
-def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False) -> tuple:
-    """``keras.ops.scan``: in a tf.function a loop body may assign variables as it is."""
-    return keras.ops.scan(f, init, xs, length=length, reverse=reverse)
+    _, carry, arrays = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(1), carry, arrays))
+    return carry, tf.nest.pack_sequence_as(y, [a.stack() for a in arrays])
 
 
 def leading_dim(batches: dict) -> Any:

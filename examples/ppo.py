@@ -1,0 +1,185 @@
+"""PPO: clipped policy updates on GAE advantages, epochs of shuffled minibatches, all inside one compiled call.
+
+One train step of ``core.make_step`` is one PPO iteration:
+
+1. ``prepare`` (once, outside every gradient): the rollout -- T steps of N environments, run inside the
+   call on a device environment (``core.envs``), or handed in as inputs from gymnasium -- then the old
+   log-probabilities, the values, GAE(lambda) advantages and returns, and a fresh shuffled minibatch order
+   for every epoch;
+2. the ``policy`` group: epochs x minibatches clipped-surrogate updates, with its own optimizer;
+3. the ``value`` group: as many value-regression updates, with its own optimizer.
+
+``train_steps(num_steps=K)`` fuses K iterations into one call; only losses and episode statistics come back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+import core
+from examples.rl_common import log_probs, mlp, sample_actions
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
+    """GAE(lambda) advantages and returns along axis 0 of (T, N) tensors.
+
+    ``next_values`` is V of the observation after each step, before any reset: where an episode was cut by a
+    time limit (truncated, not terminated) its last step bootstraps from it; a terminated step bootstraps
+    from 0. Nothing flows backwards across an episode's end (terminated or truncated), and the last row
+    bootstraps from ``next_values`` (the rollout stops mid-episode).
+    """
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+    carry_on = 1.0 - ops.maximum(terminated, truncated)
+
+    def step(following, x):  # x: (N, 2) = delta, carry_on of one row
+        advantage = x[..., 0] + gamma * lam * x[..., 1] * following
+        return advantage, advantage
+
+    # One stacked sequence, not a tuple: Keras' TensorFlow scan checks one sequence's length only.
+    _, advantages = ops.scan(step, ops.zeros_like(rewards[0]), ops.stack([deltas, carry_on], axis=-1), reverse=True)
+    return advantages, advantages + values
+
+
+def clipped_surrogate(logp, logp_old, advantages, clip: float):
+    """PPO's policy loss ``-E[min(r A, clip(r, 1-c, 1+c) A)]``, the approximate KL and the clip fraction."""
+    log_ratio = logp - logp_old
+    ratio = ops.exp(log_ratio)
+    loss = -ops.mean(ops.minimum(ratio * advantages, ops.clip(ratio, 1.0 - clip, 1.0 + clip) * advantages))
+    approx_kl = ops.mean((ratio - 1.0) - log_ratio)  # the low-variance estimator CleanRL and SB3 log
+    clip_fraction = ops.mean(ops.cast(ops.greater(ops.abs(ratio - 1.0), clip), "float32"))
+    return loss, approx_kl, clip_fraction
+
+
+def normalize(x):
+    return (x - ops.mean(x)) / (ops.std(x) + 1e-8)
+
+
+class PPO:
+    """Policy and value networks, their optimizers and the compiled iteration, on a device env or on inputs."""
+
+    def __init__(self, cfg: Any, obs_dim: int, num_actions: int, env: Any = None):
+        self.cfg, self.env = cfg, env
+        self.T, self.N, self.obs_dim = cfg.rollout_steps, cfg.num_envs, obs_dim
+        self.updates = cfg.epochs * cfg.minibatches
+        self.policy = mlp(obs_dim, num_actions, cfg.hidden, "policy", out_scale=0.01)
+        self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
+        self.seed_gen = keras.random.SeedGenerator(cfg.seed)
+        self.policy_opt = keras.optimizers.Adam(cfg.lr, epsilon=1e-5)
+        self.value_opt = keras.optimizers.Adam(cfg.value_lr, epsilon=1e-5)
+        clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
+        value_clip = core.clip_by_global_norm(cfg.value_clip_norm) if cfg.value_clip_norm else None
+        groups = [
+            core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
+                             repeats=self.updates, repeat_key="update"),
+            core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, value_clip,
+                             repeats=self.updates, repeat_key="update"),
+        ]  # fmt: skip
+        inputs = None
+        if env is not None:  # the environments' state lives in variables, so it is checkpointed and resumed
+            start = env.reset(self.N, self.seed_gen)
+            self.env_state = {k: keras.Variable(v, trainable=False, name=f"env_{k}") for k, v in start.items()}
+        else:
+            T, N, d = self.T, self.N, obs_dim
+            spec = core.InputSpec
+            inputs = {"obs": spec((T, N, d)), "actions": spec((T, N), "int32"), "rewards": spec((T, N)),
+                      "terminated": spec((T, N)), "truncated": spec((T, N)), "next_obs": spec((T, N, d))}  # fmt: skip
+        self.step = core.make_step(groups, inputs=inputs, mode=cfg.mode, prepare_fn=self.prepare)
+        obs_spec = {"obs": core.InputSpec((None, obs_dim))}
+        self.sample = core.make_forward(self._sample, obs_spec, cfg.mode)
+        self.greedy = core.make_forward(self._greedy, obs_spec, cfg.mode)
+
+    def _sample(self, batch: dict):
+        return sample_actions(self.policy(batch["obs"]), self.seed_gen)
+
+    def _greedy(self, batch: dict):
+        return ops.cast(ops.argmax(self.policy(batch["obs"]), axis=-1), "int32")
+
+    # ----- 1. rollout, advantages, minibatch order -----
+    def rollout(self) -> dict:
+        """T steps of the N device environments, the policy sampling each action, inside the compiled call."""
+
+        def one_step(state, _):
+            obs = self.env.observe(state["physics"])
+            actions = sample_actions(self.policy(obs), self.seed_gen)
+            state, tr = self.env.step(state, actions, self.seed_gen)
+            out = {"obs": obs, "actions": actions, "rewards": tr["reward"], "next_obs": tr["next_obs"]}
+            keys = ("terminated", "truncated", "episode_return", "episode_length")
+            # Sorted keys: Keras' TensorFlow scan pairs a dict's outputs in two different orders otherwise.
+            return state, dict(sorted({**out, **{k: tr[k] for k in keys}}.items()))
+
+        state, trajectory = core.scan(one_step, {k: v.value for k, v in self.env_state.items()}, length=self.T)
+        for key, variable in self.env_state.items():
+            variable.assign(state[key])
+        return trajectory
+
+    def prepare(self, batch: dict) -> dict:
+        cfg, T, N = self.cfg, self.T, self.N
+        traj = self.rollout() if self.env is not None else batch
+
+        def flat(x):
+            return ops.reshape(x, (T * N, *x.shape[2:]))
+
+        obs, actions = flat(traj["obs"]), flat(traj["actions"])
+        values = ops.reshape(self.value(obs)[:, 0], (T, N))
+        next_values = ops.reshape(self.value(flat(traj["next_obs"]))[:, 0], (T, N))
+        advantages, returns = gae(
+            traj["rewards"], values, next_values, traj["terminated"], traj["truncated"], cfg.gamma, cfg.gae_lambda
+        )
+        # A fresh order of all T*N transitions per epoch, cut into equal minibatches (a remainder sits out).
+        size = (T * N) // cfg.minibatches
+        orders = [keras.random.shuffle(ops.arange(T * N), seed=self.seed_gen) for _ in range(cfg.epochs)]
+        order = ops.reshape(ops.stack([o[: size * cfg.minibatches] for o in orders]), (self.updates, size))
+        prepared = {
+            "b_obs": obs,
+            "b_actions": actions,
+            "b_logp": log_probs(self.policy(obs), actions),
+            "b_values": flat(values),
+            "b_advantages": flat(advantages),
+            "b_returns": flat(returns),
+            "order": order,
+        }
+        if self.env is not None:  # what the host needs for the bar and the stop rule, and the non-finite guard
+            ended = ops.maximum(traj["terminated"], traj["truncated"])
+            prepared.update(ended=ended, episode_return=traj["episode_return"], obs_max=ops.max(ops.abs(obs)))
+        return prepared
+
+    def _minibatch(self, batch: dict, *keys: str) -> list:
+        idx = batch["order"][batch["update"]]
+        return [ops.take(batch[k], idx, axis=0) for k in keys]
+
+    # ----- 2. and 3. the two losses -----
+    def policy_loss(self, batch: dict):
+        obs, actions, logp_old, adv = self._minibatch(batch, "b_obs", "b_actions", "b_logp", "b_advantages")
+        logits = self.policy(obs)
+        pg_loss, approx_kl, clip_fraction = clipped_surrogate(
+            log_probs(logits, actions), logp_old, normalize(adv), self.cfg.clip_coef
+        )
+        logp_all = ops.log_softmax(logits, axis=-1)
+        entropy = ops.mean(-ops.sum(ops.exp(logp_all) * logp_all, axis=-1))
+        aux = {"losses/entropy": entropy, "ppo/approx_kl": approx_kl, "ppo/clip_fraction": clip_fraction}
+        if self.env is not None:
+            aux.update({k: batch[k] for k in ("ended", "episode_return", "obs_max")})
+        return pg_loss - self.cfg.entropy_coef * entropy, aux
+
+    def value_loss(self, batch: dict):
+        obs, returns, old = self._minibatch(batch, "b_obs", "b_returns", "b_values")
+        v = self.value(obs)[:, 0]
+        loss = ops.square(v - returns)
+        if self.cfg.value_clip:  # PPO's optional value clipping: no step moves V further than this from its old value
+            clipped = old + ops.clip(v - old, -self.cfg.value_clip, self.cfg.value_clip)
+            loss = ops.maximum(loss, ops.square(clipped - returns))
+        return 0.5 * ops.mean(loss)
+
+    def checkpoint_objects(self) -> dict:
+        objs = {"policy": self.policy, "value": self.value, "policy_opt": self.policy_opt}
+        objs.update(value_opt=self.value_opt, seed_gen=self.seed_gen)
+        if self.env is not None:
+            objs["env_state"] = list(self.env_state.values())
+        return objs
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.sample({"obs": np.asarray(obs, np.float32)})
