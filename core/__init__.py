@@ -4,10 +4,11 @@ from core._quiet import import_keras_quietly
 
 import_keras_quietly()
 
+from core.averaging import EMA, AfterUpdateError, copy_weights, ema  # noqa: E402
 from core.backends import get_backend as _get_backend  # noqa: E402
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import UsageError, arg, check_ranges, field_docs, make_parser, parse_config, run_main  # noqa: E402
-from core.device import describe_device, gpu_available  # noqa: E402
+from core.device import describe_device, enable_compilation_cache, gpu_available  # noqa: E402
 from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_env  # noqa: E402
 from core.forward import ForwardFunction, make_forward  # noqa: E402
 from core.lifecycle import Run, RunConfig  # noqa: E402
@@ -47,6 +48,10 @@ def scan(f, init, xs=None, length=None, reverse=False):
 
 
 __all__ = [
+    "EMA",
+    "AfterUpdateError",
+    "copy_weights",
+    "ema",
     "DEVICE_ENV_IDS",
     "DeviceEnv",
     "DeviceVectorEnv",
@@ -84,6 +89,7 @@ __all__ = [
     "clip_by_global_norm",
     "clip_by_value",
     "describe_device",
+    "enable_compilation_cache",
     "field_docs",
     "function",
     "global_norm",

@@ -93,6 +93,19 @@ def _check_groups(groups: Sequence[UpdateGroup]) -> None:
             seen[id(v)] = group.name
 
 
+def _check_after_update(groups: Sequence[UpdateGroup], rules: Sequence[Callable[[], None]]) -> None:
+    trained = {id(v): g.name for g in groups for v in g.variables}
+    for rule in rules:
+        if not callable(rule):
+            raise StepDefinitionError(f"after_update holds {rule!r}, which is not callable (use core.ema(...))")
+        for v in getattr(rule, "variables", ()):
+            if id(v) in trained:
+                raise StepDefinitionError(
+                    f"{rule!r} assigns {_var_name(v)!r}, which update group {trained[id(v)]!r} trains; "
+                    "an average needs its own copy of the variables"
+                )
+
+
 def check_batch(batch: Mapping[str, Any], specs: Mapping[str, InputSpec], leading: int = 0) -> None:
     """Raise InputError naming the input, expected and received shape/dtype on mismatch.
 
@@ -151,11 +164,14 @@ class StepFunctions:
         outputs_fn: Callable[[dict], dict] | None,
         mode: str,
         prepare_fn: Callable[[dict], dict] | None = None,
+        after_update: Sequence[Callable[[], None]] = (),
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         _check_groups(groups)
+        _check_after_update(groups, after_update)
         self.groups = list(groups)
+        self.after_update = list(after_update)
         self.inputs = dict(inputs or {})
         self.outputs_fn = outputs_fn
         self.prepare_fn = prepare_fn
@@ -231,6 +247,8 @@ class StepFunctions:
                 continue
             for _ in range(group.repeats):
                 logs.update(self._update(group, batch))
+        for rule in self.after_update:  # non-gradient updates (moving averages), after every group
+            rule()
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _test_math(self, batch: dict) -> dict:
@@ -340,6 +358,7 @@ def make_step(
     outputs_fn: Callable[[dict], dict] | None = None,
     mode: str = "graph",
     prepare_fn: Callable[[dict], dict] | None = None,
+    after_update: Sequence[Callable[[], None]] = (),
 ) -> StepFunctions:
     """Build compiled train / test / gradient calls for ordered update groups.
 
@@ -348,6 +367,8 @@ def make_step(
     (tf.function) or "xla" (tf.function with jit_compile). ``prepare_fn(batch)``
     returns extra named tensors computed once per step, before the groups and
     outside their gradients (targets several losses share, such as returns);
-    every loss sees them in its batch.
+    every loss sees them in its batch. ``after_update`` holds non-gradient updates run after the groups in
+    every train step, fused steps included: ``core.ema(targets, sources, decay)`` (averaged weights, target
+    networks), or any callable that assigns variables with ``keras.ops``.
     """
-    return StepFunctions(groups, inputs, outputs_fn, mode, prepare_fn)
+    return StepFunctions(groups, inputs, outputs_fn, mode, prepare_fn, after_update)

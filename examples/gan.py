@@ -28,8 +28,18 @@ DATASETS_2D = ("ring", "grid")
 
 # Per-dataset defaults for the fields left at None (measured: see the README, "2D quality").
 DEFAULTS = {
-    "2d": dict(steps=20000, batch_size=256, g_lr=1e-3, d_lr=1e-3, r1=0.1, pack=2, steps_per_call=200, lr_decay=0.01),
-    "image": dict(batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=1, lr_decay=1.0),
+    "2d": dict(
+        steps=20000,
+        batch_size=256,
+        g_lr=1e-3,
+        d_lr=1e-3,
+        r1=0.1,
+        pack=2,
+        steps_per_call=200,
+        lr_decay=0.01,
+        ema_decay=0.0,
+    ),
+    "image": dict(batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=1, lr_decay=1.0, ema_decay=0.999),
 }
 
 
@@ -74,6 +84,11 @@ class Config(core.RunConfig):
     """noise size for 2D (images use 64)"""
     hidden: int = core.arg(128, min=1, max=65536)
     """units per hidden layer of the 2D MLPs"""
+    ema_decay: float | None = core.arg(None, min=0, max=1)
+    """keep an averaged copy of G (after every step: avg <- decay * avg + (1 - decay) * G, core.ema) and draw
+    samples, grids and quality figures from it; 0 turns it off (2D 0, images 0.999)"""
+    sample_raw: bool = False
+    """draw samples, grids and quality figures from the raw (trained) G even when an average is kept"""
     steps_per_call: int | None = core.arg(None, min=1)
     """train steps fused into one compiled call (2D 200; images 1)"""
     image_size: int = core.arg(28, min=8, max=128)
@@ -270,7 +285,14 @@ class GAN:
             ),
         ]
         inputs = None if self.is_2d else {"x": core.InputSpec((None, *image_shape))}
-        self.step = core.make_step(groups, inputs=inputs, mode=config.mode)
+        self.G_avg, after = None, []
+        if s["ema_decay"] > 0:
+            # A separate copy (core.ema's docstring says why not the optimizer's use_ema), checkpointed as "g_avg".
+            self.G_avg = keras.models.clone_model(self.G)
+            core.copy_weights(self.G_avg, self.G)
+            after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"])]
+        self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
+        self.step = core.make_step(groups, inputs=inputs, mode=config.mode, after_update=after)
 
     def _lr(self, lr: float, updates_per_step: int):
         """Constant, or linear decay to lr * lr_decay over the run (the optimizer's own step counter)."""
@@ -331,12 +353,13 @@ class GAN:
         """G(z) in data space: 2D points, or images in [0, 1]."""
         out = []
         for i in range(0, len(z), 500):
-            out.append(ops.convert_to_numpy(self.G(ops.convert_to_tensor(z[i : i + 500]), training=False)))
+            out.append(ops.convert_to_numpy(self.sampler(ops.convert_to_tensor(z[i : i + 500]), training=False)))
         x = np.concatenate(out).astype("float32")
         return x * self.data_scale if self.is_2d else np.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
     def checkpoint_objects(self) -> dict:
-        return {"g": self.G, "d": self.D, "g_opt": self.g_opt, "d_opt": self.d_opt, "seed": self.seed_gen}
+        objects = {"g": self.G, "d": self.D, "g_opt": self.g_opt, "d_opt": self.d_opt, "seed": self.seed_gen}
+        return objects if self.G_avg is None else {**objects, "g_avg": self.G_avg}
 
 
 # ----- pictures -----

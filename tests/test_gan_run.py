@@ -205,3 +205,24 @@ def test_batch_larger_than_the_folder_is_a_usage_error(tmp_path, capsys):
     argv = ["--dataset", "folder", "--data-dir", str(tmp_path), "--image-size", "8", "--batch-size", "8"]
     assert gan.main(argv) == 2
     assert "exceeds the 3 images" in capsys.readouterr().err
+
+
+def test_averaged_generator_is_checkpointed_and_samples_come_from_it(tmp_path):
+    summary, out = run(tmp_path, "ema", steps=200, ema_decay=0.9)
+    arrays, _ = checkpoint_arrays(out / "checkpoint.npz")
+    assert {k.split("/")[0] for k in arrays} == {"g", "d", "g_opt", "d_opt", "seed", "g_avg"}
+    g = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("g/")}
+    avg = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("g_avg/")}
+    assert g.keys() == avg.keys() and any(not np.array_equal(g[k], avg[k]) for k in g)
+    cfg = gan.Config(**{**TINY, "steps": 200, "ema_decay": 0.9})
+    core.seed_everything(0)
+    model = gan.GAN(cfg)
+    assert model.sampler is model.G_avg
+    model.step.train_steps(num_steps=20)
+    z = np.random.default_rng(0).standard_normal((50, cfg.z_dim)).astype("float32")
+    avg_samples = model.sample(z)
+    model.sampler = model.G
+    assert not np.allclose(avg_samples, model.sample(z))
+    raw = gan.GAN(gan.Config(**{**TINY, "ema_decay": 0.9, "sample_raw": True}))
+    assert raw.sampler is raw.G
+    assert gan.GAN(gan.Config(**{**TINY, "ema_decay": 0.0})).G_avg is None
