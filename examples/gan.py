@@ -39,7 +39,9 @@ DEFAULTS = {
         lr_decay=0.01,
         ema_decay=0.0,
     ),
-    "image": dict(batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=1, lr_decay=1.0, ema_decay=0.999),
+    "image": dict(
+        batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=10, lr_decay=1.0, ema_decay=0.999
+    ),
 }
 
 
@@ -90,7 +92,11 @@ class Config(core.RunConfig):
     sample_raw: bool = False
     """draw samples, grids and quality figures from the raw (trained) G even when an average is kept"""
     steps_per_call: int | None = core.arg(None, min=1)
-    """train steps fused into one compiled call (2D 200; images 1)"""
+    """train steps fused into one compiled call (2D 200; images 10 with the data on the device, else always 1)"""
+    device_data_mb: float = core.arg(1024.0, min=0)
+    """images whose uint8 array (N x H x W x C bytes) is at most this many MiB are held on the device as one
+    tensor and each step's batch is gathered there, --steps-per-call steps per compiled call; larger data go
+    through the tf.data / NumPy pipeline, one step per call (0: always the pipeline)"""
     image_size: int = core.arg(28, min=8, max=128)
     """height and width of folder images (multiple of 4, 8 to 128); mnist is always 28"""
     channels: Literal[1, 3] = 3
@@ -244,10 +250,11 @@ def conv_discriminator(size: int, channels: int) -> keras.Model:
 class GAN:
     """Both networks, both optimizers, the noise / data seed generator and the compiled step."""
 
-    def __init__(self, config: Config, image_shape: tuple[int, int, int] | None = None):
+    def __init__(self, config: Config, images: np.ndarray | None = None):
         s = self.s = settings(config)
         self.config = config
         self.is_2d = config.dataset in DATASETS_2D
+        self.on_device = False
         self.batch_size = s["batch_size"]
         self.pack = s["pack"]
         self.seed_gen = keras.random.SeedGenerator(config.seed)
@@ -261,6 +268,7 @@ class GAN:
             self.G = mlp_generator(self.z_dim, config.hidden)
             self.D = mlp_discriminator(2 * self.pack, config.hidden)
         else:
+            image_shape = tuple(images.shape[1:])
             h, w, c = image_shape
             self.z_dim = 64
             self.G = conv_generator(self.z_dim, h, c)
@@ -284,7 +292,7 @@ class GAN:
                 core.clip_by_global_norm(config.clip_g) if config.clip_g else None,
             ),
         ]
-        inputs = None if self.is_2d else {"x": core.InputSpec((None, *image_shape))}
+        inputs = None if self.is_2d else self._image_inputs(images)
         self.G_avg, after = None, []
         if s["ema_decay"] > 0:
             # A separate copy (core.ema's docstring says why not the optimizer's use_ema), checkpointed as "g_avg".
@@ -293,6 +301,15 @@ class GAN:
             after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"])]
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
         self.step = core.make_step(groups, inputs=inputs, mode=config.mode, after_update=after)
+
+    def _image_inputs(self, images: np.ndarray) -> dict:
+        """Data on the device (a uint8 variable, batches drawn by index inside the step) when they fit; else
+        the batches themselves are the step's input."""
+        self.on_device = images.nbytes <= self.config.device_data_mb * 2**20
+        if not self.on_device:
+            return {"x": core.InputSpec((None, *images.shape[1:]))}
+        self.images = keras.Variable(images, dtype="uint8", trainable=False, name="images")
+        return {"idx": core.InputSpec((self.batch_size,), "int32")}
 
     def _lr(self, lr: float, updates_per_step: int):
         """Constant, or linear decay to lr * lr_decay over the run (the optimizer's own step counter)."""
@@ -303,6 +320,8 @@ class GAN:
 
     # --- sampling inside the step ---
     def real_batch(self, batch):
+        if "idx" in batch:  # gathered on the device, scaled to [-1, 1] like the pipeline's batches
+            return ops.cast(ops.take(self.images, batch["idx"], axis=0), "float32") / 127.5 - 1.0
         if not self.is_2d:
             return batch["x"]
         idx = keras.random.randint((self.batch_size,), 0, len(self.modes_np), seed=self.seed_gen)
@@ -344,7 +363,7 @@ class GAN:
         return loss + penalty, aux
 
     def g_loss(self, batch):
-        n = self.batch_size if self.is_2d else ops.shape(batch["x"])[0]
+        n = ops.shape(batch["x"])[0] if "x" in batch else self.batch_size
         fake_scores = self.d_scores(pack(self.G(self.noise(n), training=True), self.pack))
         return ns_g_loss(fake_scores) if self.config.loss == "ns" else wgan_g_loss(fake_scores)
 
@@ -480,35 +499,31 @@ def _load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def train_images(config: Config, rng: np.random.Generator) -> dict:
-    """One step per batch, a fixed batch order per (seed, epoch); a grid of samples from fixed noise per epoch."""
+    """A fixed batch order per (seed, epoch); a grid of samples from fixed noise per epoch."""
     images, labels = _load_images(config)
-    gan = GAN(config, tuple(images.shape[1:]))
-    if gan.batch_size > len(images):
-        raise core.UsageError(f"--batch-size {gan.batch_size} exceeds the {len(images)} images")
+    if settings(config)["batch_size"] > len(images):
+        raise core.UsageError(f"--batch-size {settings(config)['batch_size']} exceeds the {len(images)} images")
+    gan = GAN(config, images)
     per_epoch = len(images) // gan.batch_size
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     fixed_z = np.random.default_rng(config.seed + 1).standard_normal((64, gan.z_dim)).astype("float32")
     scale = 2 if images.shape[1] < 64 else 1
-    print(f"stepping on {core.describe_device()}")
+    where = "on the device" if gan.on_device else "through the input pipeline, 1 step per call"
+    print(f"stepping on {core.describe_device()}; {images.nbytes / 2**20:.1f} MiB of images {where}")
     with _open_run(config, gan, rng, total, per_epoch) as run:
         if run.out is not None and not config.resume:  # grids a crashed earlier run left must not join this GIF
             for old in run.out.glob("grids/epoch_*.png"):
                 old.unlink()
         while run.running:
-            epoch, offset = divmod(run.step, per_epoch)
-            # One fixed order per epoch (seed, epoch): a resumed run skips the batches it has seen.
-            for batch in gan_data.image_batches(images, gan.batch_size, seed=config.seed * 100003 + epoch, skip=offset):
-                logs = gan.step.train_step({"x": batch})
-                run.advance(1, logs)
-                if run.step % 50 == 0:
+            for n, logs in _epoch_calls(config, gan, images, run, per_epoch):
+                if run.step // 50 > (run.step - n) // 50:
                     run.log(logs)
-                if not run.running:
-                    break
             if run.step % per_epoch == 0 or run.step >= run.total:
                 if run.out is not None:
                     grid = core.image_grid(gan.sample(fixed_z), cols=8)
                     core.save_png(grid, run.out / "grids" / f"epoch_{run.step / per_epoch:07.2f}.png", scale=scale)
-                run.write(f"epoch {run.step / per_epoch:.2f}: " + ", ".join(f"{k} {logs[k]:.4g}" for k in BAR_KEYS))
+                bar = ", ".join(f"{k} {float(np.mean(logs[k])):.4g}" for k in BAR_KEYS)
+                run.write(f"epoch {run.step / per_epoch:.2f}: {bar}")
 
     print(f"{config.dataset}: {run.step} steps in {run.elapsed():.1f} s")
     summary = run.write_summary({"dataset": config.dataset, "steps": run.step, "epochs": run.step / per_epoch})
@@ -520,6 +535,35 @@ def train_images(config: Config, rng: np.random.Generator) -> dict:
     picture = core.image_grid(gan.sample(fixed_z), cols=8)
     _write_outputs(run, samples, picture, frames, "grids.gif", fps=2, scale=scale)
     return summary
+
+
+def _epoch_calls(config: Config, gan: GAN, images: np.ndarray, run: core.Run, per_epoch: int):
+    """The rest of the current epoch, one compiled call at a time; yields (steps, logs) after ``run.advance``.
+
+    One fixed order per (seed, epoch), so a resumed run skips exactly the batches it has seen. Data on the
+    device: only the indices of ``--steps-per-call`` batches travel per call; else one tf.data batch per call.
+    """
+
+    def epoch_seed(epoch: int) -> int:
+        return config.seed * 100003 + epoch
+
+    epoch, offset = divmod(run.step, per_epoch)
+    if gan.on_device:
+        while run.running:
+            n = min(gan.s["steps_per_call"], run.total - run.step, per_epoch - run.step % per_epoch)
+            idx = gan_data.batch_indices(len(images), gan.batch_size, epoch_seed, run.step, n)
+            logs = gan.step.train_steps({"idx": idx})
+            run.advance(n, logs)
+            yield n, logs
+            if run.step % per_epoch == 0:
+                return
+        return
+    for batch in gan_data.image_batches(images, gan.batch_size, seed=epoch_seed(epoch), skip=offset):
+        logs = gan.step.train_step({"x": batch})
+        run.advance(1, logs)
+        yield 1, logs
+        if not run.running:
+            return
 
 
 def _fmt_quality(q: dict) -> str:

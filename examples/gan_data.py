@@ -122,7 +122,30 @@ def image_batches(images: np.ndarray, batch_size: int, seed: int, skip: int = 0,
     return ds.skip(skip).prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_order(num_images: int, seed: int) -> np.ndarray:
+    """The seeded order of one epoch (the NumPy pipeline's and the on-device draw's)."""
+    return np.random.default_rng(seed).permutation(num_images)
+
+
+def batch_indices(num_images: int, batch_size: int, epoch_seed, first_step: int, num_steps: int) -> np.ndarray:
+    """Image indices of steps ``first_step`` .. ``first_step + num_steps - 1``, shape (num_steps, batch_size) int32.
+
+    Step s is batch ``s % per_epoch`` of epoch ``s // per_epoch`` in that epoch's order (``epoch_seed(epoch)``),
+    the last partial batch dropped: the order depends only on the step, so a resumed run draws what an
+    uninterrupted one would. The images stay on the device; only these indices travel each call.
+    """
+    per_epoch = num_images // batch_size
+    orders: dict[int, np.ndarray] = {}
+    rows = []
+    for s in range(first_step, first_step + num_steps):
+        epoch, offset = divmod(s, per_epoch)
+        if epoch not in orders:
+            orders[epoch] = epoch_order(num_images, epoch_seed(epoch))
+        rows.append(orders[epoch][offset * batch_size : (offset + 1) * batch_size])
+    return np.stack(rows).astype("int32")
+
+
 def _numpy_batches(images: np.ndarray, batch_size: int, seed: int, skip: int):
-    order = np.random.default_rng(seed).permutation(len(images))
+    order = epoch_order(len(images), seed)
     for start in range((skip * batch_size), len(images) - batch_size + 1, batch_size):
         yield images[order[start : start + batch_size]].astype("float32") / 127.5 - 1.0

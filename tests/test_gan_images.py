@@ -93,3 +93,74 @@ def test_conv_models_shapes(size):
     d = gan.conv_discriminator(size, 6)
     assert g.output_shape == (None, size, size, 3)
     assert d.output_shape == (None, 1)
+
+
+def _pictures(tmp_path, n=40):
+    pics = tmp_path / "pics"
+    pics.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 1), dtype=np.uint8)[..., 0]).save(pics / f"{i}.png")
+    return pics
+
+
+def _weights(out):
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files if k != "__meta__"}
+
+
+class StopAfter:
+    """Stands in for core.GracefulInterrupt: 'Ctrl-C' arrives after ``n`` checks of the flag."""
+
+    def __init__(self, n):
+        self.n = n
+
+    @property
+    def requested(self):
+        self.n -= 1
+        return self.n < 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+@pytest.mark.parametrize("device_data_mb", [1024.0, 0.0], ids=["on-device", "pipeline"])
+def test_interrupted_image_run_resumes_to_the_same_weights(tmp_path, monkeypatch, device_data_mb):
+    pics = _pictures(tmp_path)  # 40 images, batch 8: 5 steps per epoch, calls of 2 steps cut at epoch ends
+    common = dict(dataset="folder", data_dir=str(pics), image_size=8, channels=1, batch_size=8, num_samples=5)
+    common.update(epochs=3, steps_per_call=2, device_data_mb=device_data_mb, ema_decay=0.9)
+    full = gan.train(gan.Config(out=str(tmp_path / "full"), **common))
+    assert full["steps"] == 15
+    with monkeypatch.context() as m:
+        m.setattr(core.lifecycle, "GracefulInterrupt", lambda: StopAfter(4))
+        part = gan.train(gan.Config(out=str(tmp_path / "part"), **common))
+    assert part["interrupted"] and 0 < part["steps"] < 15
+    assert gan.train(gan.Config(out=str(tmp_path / "part"), resume=True, **common))["steps"] == 15
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    assert a.keys() == b.keys() and any(k.startswith("g_avg/") for k in a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_fused_calls_on_the_device_equal_single_steps(tmp_path):
+    pics = _pictures(tmp_path)
+    common = dict(dataset="folder", data_dir=str(pics), image_size=8, channels=1, batch_size=8, num_samples=5)
+    for spc in (1, 5):
+        gan.train(gan.Config(epochs=2, steps_per_call=spc, out=str(tmp_path / f"spc{spc}"), **common))
+    a, b = _weights(tmp_path / "spc1"), _weights(tmp_path / "spc5")
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_batch_indices_follow_the_epoch_orders():
+    idx = gan_data.batch_indices(10, 4, lambda e: 7 + e, first_step=1, num_steps=3)  # 2 batches per epoch
+    first, second = gan_data.epoch_order(10, 7), gan_data.epoch_order(10, 8)
+    np.testing.assert_array_equal(idx, np.stack([first[4:8], second[0:4], second[4:8]]))
+    assert idx.dtype == np.int32
+    # The NumPy pipeline draws the same batches from the same order.
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    batches = list(gan_data.image_batches(images, 4, seed=7, use_tf=False))
+    np.testing.assert_array_equal(np.round((batches[1].ravel() + 1.0) * 127.5), first[4:8])

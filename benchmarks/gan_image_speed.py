@@ -1,0 +1,87 @@
+"""Image GAN steps per second: the input pipeline at one step per call vs the data on the device, fused.
+
+    taskset -c 1 python -m benchmarks.gan_image_speed --data-dir ../shared/data/mnist
+    taskset -c 1 python -m benchmarks.gan_image_speed --data-dir ../shared/data/mnist --steps-per-call 10 20
+
+The default MNIST step (batch 64, the example's networks and losses) timed in one process: (a) today's path,
+a tf.data batch per step fed to ``train_step`` (NumPy batches on a JAX-only install); (b) the images held on the
+device, each step's batch gathered inside the compiled call, one step per call; (c) the same with N steps per
+``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits all.
+Prints steps/s and the ratio of each to (a); exit code 1 if a fused variant is slower than (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import core
+from examples import gan, gan_data
+
+
+def make(data_dir: str | None, on_device: bool, seed: int) -> tuple[gan.GAN, np.ndarray]:
+    config = gan.Config(dataset="mnist", data_dir=data_dir, device_data_mb=1e9 if on_device else 0.0, seed=seed)
+    images, _ = gan_data.load_mnist(data_dir)
+    core.seed_everything(seed)
+    return gan.GAN(config, images), images
+
+
+def pipeline_rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
+    batches = iter(gan_data.image_batches(images, model.batch_size, seed=0))
+    model.step.train_step({"x": next(batches)})  # traced / compiled before the clock starts
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.step.train_step({"x": next(batches)})
+    return steps / (time.perf_counter() - start)
+
+
+def device_rate(model: gan.GAN, images: np.ndarray, steps: int, per_call: int) -> float:
+    calls = max(steps // per_call, 1)
+    idx = [
+        gan_data.batch_indices(len(images), model.batch_size, lambda e: e, i * per_call, per_call)
+        for i in range(calls + 1)
+    ]
+    model.step.train_steps({"idx": idx[0]})
+    start = time.perf_counter()
+    for i in range(calls):
+        model.step.train_steps({"idx": idx[i + 1]})
+    return calls * per_call / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: keras.datasets download)")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per variant and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps-per-call", type=int, nargs="+", default=[10])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(f"stepping on {core.describe_device()}, mode graph", flush=True)
+    piped, images = make(args.data_dir, False, args.seed)
+    device, _ = make(args.data_dir, True, args.seed)
+    rates: dict[str, list[float]] = {}
+    for r in range(args.rounds):
+        variants = {"pipeline, 1 step/call": lambda: pipeline_rate(piped, images, args.steps)}
+        for n in [1, *args.steps_per_call]:
+            variants[f"device, {n} steps/call"] = lambda n=n: device_rate(device, images, args.steps, n)
+        for name, fn in variants.items():
+            rates.setdefault(name, []).append(fn())
+            print(f"round {r}: {name}: {rates[name][-1]:.2f} steps/s", flush=True)
+    base = statistics.median(rates["pipeline, 1 step/call"])
+    print(f"\nmedian of {args.rounds} rounds, {args.steps} steps each, batch {piped.batch_size}, {len(images)} images")
+    ok = True
+    for name, values in rates.items():
+        ratio = statistics.median(values) / base
+        print(f"{name:24s} {statistics.median(values):7.2f} steps/s   x{ratio:.3f} vs pipeline, 1 step/call")
+        if name.startswith("device") and not name.startswith("device, 1 ") and ratio < 1.0:
+            ok = False
+    print("fused calls with the data on the device are " + ("not slower: PASS" if ok else "SLOWER: FAIL"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
