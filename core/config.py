@@ -152,11 +152,16 @@ def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | N
     non-finite value is one line and code 1 (the last good checkpoint is kept); Ctrl-C that reaches
     here (a second Ctrl-C, or one outside training) is one line and code 130.
     """
+    from core.device import enable_compilation_cache
     from core.runs import NonFiniteLossError
 
     prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
     try:
         config = parse_config(cls, argv)
+    except SystemExit as e:  # --help (0) or a bad flag (2, its line already printed)
+        return int(e.code or 0)
+    try:
+        enable_compilation_cache()
         train_fn(config)
     except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

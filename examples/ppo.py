@@ -68,16 +68,21 @@ class PPO:
         self.policy = mlp(obs_dim, num_actions, cfg.hidden, "policy", out_scale=0.01)
         self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
         self.seed_gen = keras.random.SeedGenerator(cfg.seed)
-        self.policy_opt = keras.optimizers.Adam(cfg.lr, epsilon=1e-5)
-        self.value_opt = keras.optimizers.Adam(cfg.value_lr, epsilon=1e-5)
+        self.policy_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
+        self.value_opt = keras.optimizers.Adam(self._schedule(cfg.value_lr), epsilon=1e-5)
         clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
-        value_clip = core.clip_by_global_norm(cfg.value_clip_norm) if cfg.value_clip_norm else None
-        groups = [
-            core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
-                             repeats=self.updates, repeat_key="update"),
-            core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, value_clip,
-                             repeats=self.updates, repeat_key="update"),
-        ]  # fmt: skip
+        if getattr(cfg, "shared_optimizer", False):
+            variables = self.policy.trainable_variables + self.value.trainable_variables
+            groups = [core.UpdateGroup("ppo", self.joint_loss, variables, self.policy_opt, clip,
+                                       repeats=self.updates, repeat_key="update")]  # fmt: skip
+        else:
+            value_clip = core.clip_by_global_norm(cfg.value_clip_norm) if cfg.value_clip_norm else None
+            groups = [
+                core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
+                                 repeats=self.updates, repeat_key="update"),
+                core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, value_clip,
+                                 repeats=self.updates, repeat_key="update"),
+            ]  # fmt: skip
         inputs = None
         if env is not None:  # the environments' state lives in variables, so it is checkpointed and resumed
             start = env.reset(self.N, self.seed_gen)
@@ -91,6 +96,13 @@ class PPO:
         obs_spec = {"obs": core.InputSpec((None, obs_dim))}
         self.sample = core.make_forward(self._sample, obs_spec, cfg.mode)
         self.greedy = core.make_forward(self._greedy, obs_spec, cfg.mode)
+
+    def _schedule(self, lr: float):
+        """Constant, or (``--anneal-lr``) linear to 0 over ``--max-env-steps``, counted in optimizer updates."""
+        if not getattr(self.cfg, "anneal_lr", False):
+            return lr
+        iterations = max(1, self.cfg.max_env_steps // (self.T * self.N))
+        return keras.optimizers.schedules.PolynomialDecay(lr, iterations * self.updates, 0.0, power=1.0)
 
     def _sample(self, batch: dict):
         return sample_actions(self.policy(batch["obs"]), self.seed_gen)
@@ -173,6 +185,12 @@ class PPO:
             clipped = old + ops.clip(v - old, -self.cfg.value_clip, self.cfg.value_clip)
             loss = ops.maximum(loss, ops.square(clipped - returns))
         return 0.5 * ops.mean(loss)
+
+    def joint_loss(self, batch: dict):
+        """Both losses on one minibatch, for one shared optimizer (value loss weighted by --value-coef)."""
+        policy, aux = self.policy_loss(batch)
+        value = self.value_loss(batch)
+        return policy + getattr(self.cfg, "value_coef", 0.5) * value, {**aux, "value/loss": value}
 
     def checkpoint_objects(self) -> dict:
         objs = {"policy": self.policy, "value": self.value, "policy_opt": self.policy_opt}

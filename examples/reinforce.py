@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -38,27 +37,11 @@ from examples.rl_common import evaluate, record_gif
 
 # Per-algorithm defaults of the fields left at None (measured: docs/reinforce.md).
 DEFAULTS = {
-    "ppo": dict(
-        num_envs=16,
-        rollout_steps=32,
-        lr=1e-3,
-        value_lr=1e-3,
-        clip_norm=0.5,
-        value_clip_norm=0.5,
-        entropy_coef=0.0,
-        mode="graph",
-    ),
-    "reinforce": dict(
-        num_envs=32,
-        rollout_steps=16,
-        lr=0.004,
-        value_lr=0.005,
-        clip_norm=1.0,
-        value_clip_norm=1.0,
-        entropy_coef=0.0,
-        mode="xla",
-    ),
-}
+    "ppo": dict(num_envs=8, rollout_steps=32, gamma=0.98, lr=0.003, value_lr=0.003, clip_norm=0.5,
+                value_clip_norm=0.5, entropy_coef=0.0, mode="graph"),
+    "reinforce": dict(num_envs=32, rollout_steps=16, gamma=0.99, lr=0.004, value_lr=0.005, clip_norm=1.0,
+                      value_clip_norm=1.0, entropy_coef=0.0, mode="xla"),
+}  # fmt: skip
 
 
 @dataclass
@@ -74,19 +57,26 @@ class Config(core.RunConfig):
     """device: environments written in keras.ops, stepped inside the compiled call (CartPole-v1, Acrobot-v1,
     MountainCar-v0); gymnasium: NumPy environments on the host; auto: device where there is one (PPO)"""
     num_envs: int | None = core.arg(None, min=1, max=1_000_000)
-    """environments stepped together (ppo 16, reinforce 32)"""
+    """environments stepped together (ppo 8, reinforce 32)"""
     rollout_steps: int | None = core.arg(None, min=1, max=100_000)
     """steps of every environment per update (ppo 32, reinforce 16)"""
     iterations_per_call: int = core.arg(4, min=1, max=10_000)
     """device PPO: rollout + update iterations fused into one compiled call"""
-    gamma: float = core.arg(0.99, above=0, max=1)
-    """discount of the returns"""
-    gae_lambda: float = core.arg(0.95, min=0, max=1)
+    gamma: float | None = core.arg(None, above=0, max=1)
+    """discount of the returns (ppo 0.98, reinforce 0.99)"""
+    gae_lambda: float = core.arg(0.8, min=0, max=1)
     """ppo: GAE lambda (1: Monte-Carlo returns bootstrapped at the rollout's end; 0: one-step TD)"""
-    epochs: int = core.arg(4, min=1, max=1000)
+    epochs: int = core.arg(10, min=1, max=1000)
     """ppo: passes over each rollout"""
-    minibatches: int = core.arg(4, min=1, max=100_000)
+    minibatches: int = core.arg(1, min=1, max=100_000)
     """ppo: minibatches per epoch (each num_envs * rollout_steps / minibatches transitions)"""
+    anneal_lr: bool = False
+    """ppo: decay both learning rates linearly to 0 over --max-env-steps"""
+    shared_optimizer: bool = False
+    """ppo: one update group and one Adam for the sum of both losses (value loss weighted by --value-coef)
+    instead of two groups with their own optimizers"""
+    value_coef: float = core.arg(0.5, min=0)
+    """ppo with --shared-optimizer: weight of the value loss"""
     clip_coef: float = core.arg(0.2, above=0, max=10)
     """ppo: clip the probability ratio to [1 - c, 1 + c]"""
     value_clip: float | None = core.arg(None, above=0)
@@ -94,9 +84,9 @@ class Config(core.RunConfig):
     entropy_coef: float | None = core.arg(None, min=0, max=100)
     """weight of the entropy bonus in the policy loss (0 for both)"""
     lr: float | None = core.arg(None, above=0, max=10)
-    """policy Adam learning rate (ppo 1e-3, reinforce 0.004)"""
+    """policy Adam learning rate (ppo 0.003, reinforce 0.004)"""
     value_lr: float | None = core.arg(None, above=0, max=10)
-    """value Adam learning rate (ppo 1e-3, reinforce 0.005)"""
+    """value Adam learning rate (ppo 0.003, reinforce 0.005)"""
     clip_norm: float | None = core.arg(None, min=0)
     """clip the policy gradient to this global norm, 0: no clipping (ppo 0.5, reinforce 1)"""
     value_clip_norm: float | None = core.arg(None, min=0)
@@ -117,7 +107,7 @@ class Config(core.RunConfig):
     window: int | None = core.arg(None, min=2)
     """reinforce: rows kept per environment (default: max episode steps + rollout steps)"""
     max_env_steps: int = core.arg(500_000, min=1)
-    """bound on the run, in environment transitions"""
+    """bound on the run, in environment transitions (device PPO: rounded up to whole calls)"""
     target_return: float | None = None
     """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold)"""
     eval_episodes: int = core.arg(10, min=0, max=10_000)
@@ -256,7 +246,7 @@ def train_ppo_on_device(cfg: Config) -> dict:
     run, board = open_run(cfg, agent, target, f"{env.env_id} (device)")
     with run:
         while run.running and not board.solved:
-            k = min(cfg.iterations_per_call, math.ceil((run.total - run.step) / per_iteration))
+            k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
             logs = agent.step.train_steps(num_steps=k)
             for i in range(k):  # in order, so the solve is dated to its iteration
                 board.add(logs["episode_return"][i][logs["ended"][i] > 0], run.step + (i + 1) * per_iteration)

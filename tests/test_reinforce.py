@@ -1,4 +1,5 @@
-"""examples.reinforce: returns, autoreset boundaries, update groups, sampling, a short run, checkpoints, CLI."""
+"""REINFORCE (--algo reinforce, gymnasium): returns, autoreset boundaries, update groups, sampling, a short run,
+checkpoints, CLI. PPO and the device path: tests/test_ppo.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from gymnasium.vector import AutoresetMode
 
 import core
 from examples import reinforce
+from examples.reinforce_agent import Reinforce, discounted_returns
 from examples.reinforce_env import Collector, EnvInfo, EpisodeWindow
+
+
+def rcfg(**kw) -> reinforce.Config:
+    """A REINFORCE config with the per-algorithm defaults filled in."""
+    return reinforce.resolved(reinforce.Config(algo="reinforce", **kw))
+
 
 CARTPOLE = EnvInfo("CartPole-v1", 4, 2, 0, 475.0, 500, AutoresetMode.NEXT_STEP, "vector")
 
@@ -34,9 +42,9 @@ def test_returns_match_plain_loop(rows, gamma):
     rewards = rng.normal(size=(rows, 6)).astype("float32")
     ends = (rng.random((rows, 6)) < 0.15).astype("float32")
     expected = plain_returns(rewards, ends, gamma)
-    eager = np.asarray(reinforce.discounted_returns(rewards, ends, gamma))
+    eager = np.asarray(discounted_returns(rewards, ends, gamma))
     compiled = core.make_forward(
-        lambda b: reinforce.discounted_returns(b["r"], b["e"], gamma),
+        lambda b: discounted_returns(b["r"], b["e"], gamma),
         {"r": core.InputSpec((None, 6)), "e": core.InputSpec((None, 6))},
     )({"r": rewards, "e": ends})
     np.testing.assert_allclose(eager, expected, rtol=1e-5, atol=1e-4)
@@ -91,7 +99,7 @@ def test_autoreset_boundaries(mode):
     # The trainable batch: returns restart at every episode end, padding is inert.
     (batch,) = window.batches(update_size=64)
     returns_tl = plain_returns(batch["rewards"], batch["ends"], 0.9)
-    got = np.asarray(reinforce.discounted_returns(batch["rewards"], batch["ends"], 0.9)).ravel()[batch["index"]]
+    got = np.asarray(discounted_returns(batch["rewards"], batch["ends"], 0.9)).ravel()[batch["index"]]
     m = int(batch["weight"].sum())
     assert m == window.trainable()
     np.testing.assert_allclose(got[:m], returns_tl.ravel()[batch["index"][:m]], rtol=1e-5)
@@ -173,8 +181,8 @@ def _weights(model):
 @pytest.mark.parametrize("frozen", ["policy", "value"])
 def test_each_group_updates_only_its_own_variables(frozen):
     core.seed_everything(0)
-    config = reinforce.Config(**{"lr" if frozen == "policy" else "value_lr": 1e-30})
-    agent = reinforce.Agent(config, CARTPOLE, 32)
+    config = rcfg(**{"lr" if frozen == "policy" else "value_lr": 1e-30})
+    agent = Reinforce(config, CARTPOLE, 32)
     groups = {g.name: {id(v) for v in g.variables} for g in agent.step.groups}
     assert groups["policy"] == {id(v) for v in agent.policy.trainable_variables}
     assert groups["value"] == {id(v) for v in agent.value.trainable_variables}
@@ -192,7 +200,7 @@ def test_each_group_updates_only_its_own_variables(frozen):
 def test_sampling_matches_policy_probabilities():
     core.seed_everything(1)
     info = EnvInfo("x", 4, 3, 0, None, None, AutoresetMode.NEXT_STEP, "vector")
-    agent = reinforce.Agent(reinforce.Config(), info, 8)
+    agent = Reinforce(rcfg(), info, 8)
     probs = np.array([0.1, 0.3, 0.6])
     out = agent.policy.get_layer("out")
     out.kernel.assign(np.zeros(out.kernel.shape, "float32"))
@@ -211,7 +219,7 @@ def test_sampling_matches_policy_probabilities():
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("reinforce")
-    config = reinforce.Config(max_env_steps=25_000, eval_episodes=3, gif=False, out=str(out), checkpoint_every=5)
+    config = rcfg(max_env_steps=25_000, eval_episodes=3, gif=False, out=str(out), checkpoint_every=5000)
     return out, config, reinforce.train(config)
 
 
@@ -246,13 +254,13 @@ def test_short_cartpole_run_beats_random(short_run):
 def test_checkpoint_round_trip_and_resume(short_run):
     out, config, summary = short_run
     core.seed_everything(123)
-    agent = reinforce.Agent(config, CARTPOLE, config.num_envs)
+    agent = Reinforce(config, CARTPOLE, config.num_envs)
     ckpt = core.Checkpointer(out, agent.checkpoint_objects())
     meta = ckpt.load()
-    assert meta["env_steps"] == summary["env_steps"] and meta["episodes"] == summary["episodes"]
+    assert meta["step"] == summary["env_steps"] and meta["state"]["episodes"] == summary["episodes"]
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     # Same weights as the trained agent: the greedy actions of a fresh, restored agent match the saved run's.
-    fresh = reinforce.Agent(config, CARTPOLE, config.num_envs)
+    fresh = Reinforce(config, CARTPOLE, config.num_envs)
     core.Checkpointer(out, fresh.checkpoint_objects()).load()
     for a, b in zip(_weights(agent.policy), _weights(fresh.policy)):
         np.testing.assert_array_equal(a, b)
@@ -265,27 +273,28 @@ def test_checkpoint_round_trip_and_resume(short_run):
 
 
 def test_same_seed_repeats_exactly():
-    config = reinforce.Config(max_env_steps=4000, eval_episodes=0, gif=False)
+    config = rcfg(max_env_steps=4000, eval_episodes=0, gif=False)
     a, b = reinforce.train(config), reinforce.train(config)
     for key in ("env_steps", "episodes", "final_mean_return", "updates"):
         assert a[key] == b[key]
 
 
-def test_non_finite_loss_stops_without_overwriting(tmp_path, monkeypatch, capsys):
-    (tmp_path / "checkpoint.npz").write_bytes(b"last good")
-    original = reinforce.Agent.policy_loss
+def test_non_finite_loss_stops_with_one_line_and_no_checkpoint(tmp_path, monkeypatch, capsys):
+    original = Reinforce.policy_loss
 
     def broken(self, batch):
         loss, aux = original(self, batch)
         return loss * float("nan"), aux
 
-    monkeypatch.setattr(reinforce.Agent, "policy_loss", broken)
-    rc = reinforce.main(["--max-env-steps", "3000", "--out", str(tmp_path), "--checkpoint-every", "1", "--no-gif"])
+    monkeypatch.setattr(Reinforce, "policy_loss", broken)
+    argv = ["--algo", "reinforce", "--max-env-steps", "3000", "--out", str(tmp_path), "--checkpoint-every", "1"]
+    rc = reinforce.main([*argv, "--no-gif"])
     assert rc == 1
     err = capsys.readouterr().err
     # The first non-finite log named (jax.jit returns its dict sorted by key, so it may be policy/grad_norm).
     assert "became nan" in err and "policy/" in err, err
-    assert (tmp_path / "checkpoint.npz").read_bytes() == b"last good"
+    assert not (tmp_path / "checkpoint.npz").exists()  # no state saved past the last good one (there was none)
+    assert "non-finite" in json.loads((tmp_path / "summary.json").read_text())["stopped"]
 
 
 @pytest.mark.parametrize(
@@ -311,7 +320,7 @@ def test_cli_bad_env_subprocess(tmp_path):
 
 def test_cli_smoke(tmp_path):
     out = tmp_path / "run"
-    proc = _run(["--max-env-steps", "3000", "--eval-episodes", "2", "--out", str(out)], tmp_path)
+    proc = _run(["--algo", "reinforce", "--max-env-steps", "3000", "--eval-episodes", "2", "--out", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "stepping on" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
@@ -327,7 +336,7 @@ def test_cli_smoke(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_solves_cartpole(seed):
-    summary = reinforce.train(reinforce.Config(seed=seed, max_env_steps=200_000, eval_episodes=5, gif=False))
+    summary = reinforce.train(rcfg(seed=seed, max_env_steps=200_000, eval_episodes=5, gif=False))
     assert summary["solved"], summary
     assert summary["eval_mean_return"] > 400
 
@@ -335,7 +344,17 @@ def test_solves_cartpole(seed):
 def test_acrobot_learns_with_the_same_command(tmp_path):
     # The docs' command with only --env changed (about 75k steps, 5-10 s). A random policy scores about -500:
     # nearly every episode is cut at 500 steps, so --bootstrap-truncated auto turns bootstrapping on.
-    args = ["--env", "Acrobot-v1", "--max-env-steps", "150000", "--eval-episodes", "5", "--no-gif"]
+    args = [
+        "--algo",
+        "reinforce",
+        "--env",
+        "Acrobot-v1",
+        "--max-env-steps",
+        "150000",
+        "--eval-episodes",
+        "5",
+        "--no-gif",
+    ]
     rc = reinforce.main([*args, "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert rc == 0 and summary["bootstrap_truncated"] is True
@@ -347,7 +366,7 @@ def test_acrobot_learns_with_the_same_command(tmp_path):
 
 def test_bootstrap_at_time_limit_only():
     core.seed_everything(0)
-    agent = reinforce.Agent(reinforce.Config(bootstrap_truncated="on", gamma=0.9), CARTPOLE, 2)
+    agent = Reinforce(rcfg(bootstrap_truncated="on", gamma=0.9), CARTPOLE, 2)
     window = EpisodeWindow(2, 16, 4)
     rng = np.random.default_rng(0)
     final = rng.normal(size=(2, 4)).astype("float32")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -262,3 +263,15 @@ def describe_device() -> str:
 
 def gpu_available() -> bool:
     return jax.devices()[0].platform == "gpu"
+
+
+def enable_compilation_cache(folder: Path) -> Path | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable home: run without the cache rather than fail
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Small programs too: an agent's many short compiles are what the cache saves.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder

@@ -131,3 +131,8 @@ def fast_entry(compiled: Callable, input_signature: list | None) -> Callable:
     if input_signature is None or not hasattr(compiled, "get_concrete_function"):
         return compiled
     return compiled.get_concrete_function(*input_signature)
+
+
+def enable_compilation_cache(folder: Any) -> None:
+    """tf.function graphs have no persistent cache: every run traces and optimises them anew."""
+    return None

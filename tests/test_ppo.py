@@ -1,0 +1,230 @@
+"""PPO (examples/ppo.py) and the device path of examples.reinforce: GAE and the clipped objective against NumPy,
+update groups, looped minibatch updates against call-by-call ones, short runs on both environment backends,
+exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import run_example
+from keras import ops
+
+import core
+from examples import ppo, reinforce
+
+
+def plain_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """The textbook reversed loop, one environment column at a time."""
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    for n in range(rewards.shape[1]):
+        following = 0.0
+        for t in reversed(range(rewards.shape[0])):
+            delta = rewards[t, n] + gamma * (1 - terminated[t, n]) * next_values[t, n] - values[t, n]
+            done = max(terminated[t, n], truncated[t, n])
+            following = delta + gamma * lam * (1 - done) * following
+            adv[t, n] = following
+    return adv, adv + values
+
+
+def test_gae_hand_computed_case():
+    # One env, 4 steps: terminated at t=1 (no bootstrap), cut by the time limit at t=3 (bootstraps from V(final)).
+    r = np.array([[1.0], [1.0], [1.0], [1.0]], "float32")
+    v = np.array([[0.5], [0.4], [0.3], [0.2]], "float32")
+    nv = np.array([[0.4], [9.0], [0.2], [2.0]], "float32")  # t=1's 9.0 must be ignored (terminated)
+    term = np.array([[0], [1], [0], [0]], "float32")
+    trunc = np.array([[0], [0], [0], [1]], "float32")
+    g, lam = 0.9, 0.5
+    d3 = 1 + g * 2.0 - 0.2
+    d2 = 1 + g * 0.2 - 0.3
+    d1 = 1 - 0.4
+    d0 = 1 + g * 0.4 - 0.5
+    a3, a2, a1 = d3, d2 + g * lam * d3, d1
+    a0 = d0 + g * lam * a1
+    adv, ret = ppo.gae(r, v, nv, term, trunc, g, lam)
+    np.testing.assert_allclose(ops.convert_to_numpy(adv)[:, 0], [a0, a1, a2, a3], rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(ret)[:, 0], np.array([a0, a1, a2, a3]) + v[:, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.8, 1.0])
+def test_gae_matches_plain_loop_compiled(lam):
+    rng = np.random.default_rng(0)
+    shape = (40, 5)
+    r, v, nv = (rng.normal(size=shape).astype("float32") for _ in range(3))
+    term = (rng.random(shape) < 0.1).astype("float32")
+    trunc = (rng.random(shape) < 0.05).astype("float32")
+    expected, expected_ret = plain_gae(r, v, nv, term, trunc, 0.97, lam)
+    spec = {k: core.InputSpec(shape) for k in ("r", "v", "nv", "te", "tr")}
+    fn = core.make_forward(lambda b: ppo.gae(b["r"], b["v"], b["nv"], b["te"], b["tr"], 0.97, lam), spec, "xla")
+    adv, ret = fn({"r": r, "v": v, "nv": nv, "te": term, "tr": trunc})
+    np.testing.assert_allclose(adv, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ret, expected_ret, rtol=1e-5, atol=1e-5)
+
+
+def test_clipped_surrogate_matches_numpy():
+    rng = np.random.default_rng(1)
+    logp_old = rng.normal(size=64).astype("float32") - 1
+    logp = logp_old + rng.normal(scale=0.3, size=64).astype("float32")
+    adv = rng.normal(size=64).astype("float32")
+    ratio = np.exp(logp - logp_old)
+    expected = -np.mean(np.minimum(ratio * adv, np.clip(ratio, 0.8, 1.2) * adv))
+    loss, kl, frac = (float(ops.convert_to_numpy(x)) for x in ppo.clipped_surrogate(logp, logp_old, adv, 0.2))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert kl == pytest.approx(np.mean((ratio - 1) - np.log(ratio)), rel=1e-4)
+    assert frac == pytest.approx(np.mean(np.abs(ratio - 1) > 0.2))
+
+
+def cfg(**kw) -> reinforce.Config:
+    return reinforce.resolved(reinforce.Config(**{"eval_episodes": 0, "gif": False, **kw}))
+
+
+def rollout_batch(config, obs_dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    t, n = config.rollout_steps, config.num_envs
+    return {
+        "obs": rng.normal(size=(t, n, obs_dim)).astype("float32"),
+        "actions": rng.integers(0, 2, (t, n)).astype("int32"),
+        "rewards": np.ones((t, n), "float32"),
+        "terminated": (rng.random((t, n)) < 0.05).astype("float32"),
+        "truncated": np.zeros((t, n), "float32"),
+        "next_obs": rng.normal(size=(t, n, obs_dim)).astype("float32"),
+    }
+
+
+def weights(model):
+    return [np.array(w) for w in model.trainable_weights]
+
+
+@pytest.mark.parametrize("frozen", ["policy", "value"])
+def test_each_group_updates_only_its_own_variables(frozen):
+    core.seed_everything(0)
+    config = cfg(**{"lr" if frozen == "policy" else "value_lr": 1e-30})
+    agent = ppo.PPO(config, 4, 2)  # no device env: the rollout comes in as inputs (the gymnasium path)
+    before = {"policy": weights(agent.policy), "value": weights(agent.value)}
+    logs = agent.step.train_step(rollout_batch(config))
+    after = {"policy": weights(agent.policy), "value": weights(agent.value)}
+    moved = "value" if frozen == "policy" else "policy"
+    for b, a in zip(before[frozen], after[frozen]):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    assert any(not np.allclose(a, b) for a, b in zip(before[moved], after[moved]))
+    assert {"ppo/approx_kl", "ppo/clip_fraction", "losses/entropy"} <= set(logs)
+    assert int(ops.convert_to_numpy(agent.policy_opt.iterations)) == config.epochs * config.minibatches
+
+
+def test_looped_minibatch_updates_equal_call_by_call():
+    """A group's repeats in one compiled loop (repeat_key) equal the same updates made one call at a time."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    y = rng.normal(size=(12, 1)).astype("float32")
+    order = rng.permutation(12).reshape(4, 3).astype("int32")
+
+    def make(repeats, key_from_batch):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)])
+
+        def loss(batch):
+            idx = batch["order"][batch["i"]]
+            pred = model(ops.take(batch["x"], idx, axis=0))
+            return ops.mean(ops.square(pred - ops.take(batch["y"], idx, axis=0)))
+
+        group = core.UpdateGroup("g", loss, model.trainable_variables, keras.optimizers.Adam(0.05), repeats=repeats,
+                                 repeat_key=None if key_from_batch else "i")  # fmt: skip
+        inputs = {"x": core.InputSpec((12, 3)), "y": core.InputSpec((12, 1)), "order": core.InputSpec((4, 3), "int32")}
+        if key_from_batch:
+            inputs["i"] = core.InputSpec((), "int32")
+        return model, core.make_step([group], inputs=inputs, mode="graph")
+
+    looped_model, looped = make(4, key_from_batch=False)
+    logs = looped.train_step({"x": x, "y": y, "order": order})
+    single_model, single = make(1, key_from_batch=True)
+    for i in range(4):
+        last = single.train_step({"x": x, "y": y, "order": order, "i": np.int32(i)})
+    for a, b in zip(weights(looped_model), weights(single_model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert logs["g/loss"] == pytest.approx(last["g/loss"], rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def device_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo")
+    summary = reinforce.train(reinforce.Config(max_env_steps=20_000, eval_episodes=3, gif=False, out=str(out)))
+    return out, summary
+
+
+def test_short_device_run_beats_random(device_run):
+    out, summary = device_run
+    # A uniformly random CartPole policy averages about 22; greedy evaluation runs on gymnasium's own CartPole.
+    assert summary["env_backend"] == "device" and summary["algo"] == "ppo" and summary["num_envs"] == 8
+    assert summary["final_mean_return"] > 60, summary
+    assert summary["eval_mean_return"] > 60, summary
+    assert summary["env_steps"] >= 20_000 and summary["env_steps_per_second"] > 0
+    assert summary["tracing_counts"]["train_steps"] == 1  # one compiled program for every call
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["eval_mean_return"] == summary["eval_mean_return"]
+
+
+def test_device_run_resumes_exactly(tmp_path):
+    """Environment state, seed generator, optimizers and counters all travel in the checkpoint."""
+    full = reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "full")))
+    reinforce.train(cfg(max_env_steps=2048, out=str(tmp_path / "part")))
+    resumed = reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "part"), resume=True))
+    assert resumed["env_steps"] == full["env_steps"] and resumed["episodes"] == full["episodes"]
+    with np.load(tmp_path / "full" / "checkpoint.npz") as a, np.load(tmp_path / "part" / "checkpoint.npz") as b:
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            if key != "__meta__":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_gymnasium_path_learns():
+    summary = reinforce.train(cfg(env_backend="gymnasium", max_env_steps=12_000))
+    assert summary["env_backend"] == "gymnasium" and summary["final_mean_return"] > 40, summary
+
+
+def test_non_finite_environment_state_stops_the_run(monkeypatch, capsys):
+    cartpole = type(core.make_device_env("CartPole-v1"))
+    dynamics = cartpole._dynamics
+
+    def exploding(self, physics, actions):
+        new, reward, terminated = dynamics(self, physics, actions)
+        return new * float("inf"), reward, ops.zeros_like(terminated)
+
+    monkeypatch.setattr(cartpole, "_dynamics", exploding)
+    assert reinforce.main(["--max-env-steps", "2000", "--no-gif", "--eval-episodes", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "became" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--env-backend", "device", "--env", "LunarLander-v3"], "CartPole-v1"),
+        (["--env-backend", "device", "--algo", "reinforce"], "REINFORCE"),
+        (["--minibatches", "100000", "--num-envs", "2", "--rollout-steps", "2"], "--minibatches"),
+        (["--gae-lambda", "1.5"], "--gae-lambda"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, needle, capsys):
+    assert reinforce.main([*argv, "--no-gif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+
+
+def test_cli_smoke_device_default(tmp_path):
+    out = tmp_path / "run"
+    proc = run_example("reinforce", "--max-env-steps", "3000", "--eval-episodes", "2", "--out", str(out), timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "on the device" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("env_backend", "num_envs", "env_steps_per_second", "solved", "eval_mean_return", "env_steps_to_solve"):
+        assert key in summary
+    assert summary["env_backend"] == "device" and (out / "checkpoint.npz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [5000, 5001, 5002])
+def test_default_command_solves_cartpole(seed):
+    summary = reinforce.train(reinforce.Config(seed=seed, max_env_steps=200_000, eval_episodes=10, gif=False))
+    assert summary["solved"] and summary["eval_mean_return"] > 400, summary
