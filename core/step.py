@@ -62,6 +62,19 @@ class UpdateGroup:
     tensor, 0 to repeats - 1) under this key: the loss picks its minibatch with it (PPO's epochs x minibatches)"""
 
 
+class _Scaled:
+    """A loss function times a loss scale; the unscaled loss travels in the aux under ``key``."""
+
+    key = "__unscaled_loss__"
+
+    def __init__(self, name: str, loss_fn: Callable[[dict], Any], scale: Any):
+        self.name, self.loss_fn, self.scale = name, loss_fn, scale
+
+    def __call__(self, batch: dict):
+        loss, aux = split_loss(self.loss_fn(batch))
+        return ops.cast(loss, "float32") * self.scale, {**aux, self.key: loss}
+
+
 def _var_name(v: Any) -> str:
     return getattr(v, "path", None) or getattr(v, "name", repr(v))
 
@@ -217,14 +230,50 @@ class StepFunctions:
 
     def _update(self, group: UpdateGroup, batch: dict) -> dict:
         """One update of ``group``: gradients, transform, optimizer; returns its logs."""
+        if isinstance(group.optimizer, keras.optimizers.LossScaleOptimizer):
+            return self._scaled_update(group, batch)
         loss, aux, grads = self._group_grads(group, batch)
+        logs = self._transformed(group, loss, grads)
+        group.optimizer.apply(grads, list(group.variables))
+        return {**logs, **aux}
+
+    def _transformed(self, group: UpdateGroup, loss: Any, grads: list) -> dict:
+        """The group's transform applied to ``grads`` in place; the logs of the loss and both norms."""
         logs = {f"{group.name}/loss": loss, f"{group.name}/grad_norm": global_norm(grads)}
         if group.transform is not None:
-            grads = list(group.transform(list(grads)))
+            grads[:] = list(group.transform(list(grads)))
             logs[f"{group.name}/grad_norm_applied"] = global_norm(grads)
         else:
             logs[f"{group.name}/grad_norm_applied"] = logs[f"{group.name}/grad_norm"]
-        group.optimizer.apply(grads, list(group.variables))
+        return logs
+
+    def _scaled_update(self, group: UpdateGroup, batch: dict) -> dict:
+        """An update through a ``keras.optimizers.LossScaleOptimizer`` (float16), without branches: the loss is
+        multiplied by the optimizer's dynamic scale, the gradients divided by it (so the logged norms and the
+        transform see the unscaled ones); non-finite gradients skip the update (weights and the inner optimizer's
+        state put back) and halve the scale; ``dynamic_growth_steps`` finite steps in a row double it. Keras'
+        own ``apply`` branches with ``ops.cond`` around variable writes, which a JAX step cannot trace."""
+        opt = group.optimizer
+        scale = ops.copy(opt.dynamic_scale)  # a read now (TF: convert_to_tensor would read at each later use)
+        scaled = _Scaled(group.name, group.loss_fn, scale)
+        dummy = UpdateGroup(group.name, scaled, group.variables, opt)
+        _, aux, grads = self._group_grads(dummy, batch)
+        loss = aux.pop(scaled.key)
+        grads = [ops.cast(g, "float32") / scale for g in grads]
+        finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in grads]))
+        grads = [ops.where(finite, g, ops.zeros_like(g)) for g in grads]
+        logs = self._transformed(group, loss, grads)
+        state = list(group.variables) + list(opt.inner_optimizer.variables)
+        before = [ops.copy(v) for v in state]
+        opt.inner_optimizer.apply(grads, list(group.variables))
+        for v, old in zip(state, before):
+            v.assign(ops.where(finite, ops.convert_to_tensor(v), old))
+        count = ops.copy(opt.step_counter)
+        grow = ops.logical_and(finite, ops.equal(count, opt.dynamic_growth_steps - 1))
+        opt.step_counter.assign(ops.where(finite, ops.where(grow, 0, count + 1), 0))
+        opt.dynamic_scale.assign(ops.where(finite, ops.where(grow, scale * 2.0, scale), scale * 0.5))
+        logs[f"{group.name}/loss_scale"] = scale
+        logs[f"{group.name}/skipped"] = 1.0 - ops.cast(finite, "float32")
         return {**logs, **aux}
 
     def _looped_updates(self, group: UpdateGroup, batch: dict) -> dict:

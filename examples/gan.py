@@ -11,6 +11,7 @@ D with respect to its input inside the loss (core.input_gradient). D's samples c
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +87,10 @@ class Config(core.RunConfig):
     """noise size for 2D (images use 64)"""
     hidden: int = core.arg(128, min=1, max=65536)
     """units per hidden layer of the 2D MLPs"""
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
+    """Keras dtype policy of both networks: mixed_* keep float32 weights and compute in bfloat16 / float16
+    (the last layers and the losses stay float32); mixed_float16 scales each group's loss (LossScaleOptimizer;
+    the logged gradient norms are of the unscaled gradients, d/loss_scale and d/skipped are logged too)"""
     ema_decay: float | None = core.arg(None, min=0, max=1)
     """keep an averaged copy of G (after every step: avg <- decay * avg + (1 - decay) * G, core.ema) and draw
     samples, grids and quality figures from it; 0 turns it off (2D 0, images 0.999)"""
@@ -162,7 +167,7 @@ def wgan_g_loss(fake_scores):
 
 def _sq_norms(grad):
     """Squared Euclidean norm of each sample's gradient (sum over all but the batch axis)."""
-    return ops.sum(ops.reshape(ops.square(grad), (ops.shape(grad)[0], -1)), axis=1)
+    return ops.sum(ops.reshape(ops.square(ops.cast(grad, "float32")), (ops.shape(grad)[0], -1)), axis=1)
 
 
 def r1_penalty(d_fn, real):
@@ -200,7 +205,7 @@ def mlp_generator(z_dim: int, hidden: int) -> keras.Model:
     return keras.Sequential(
         [keras.Input((z_dim,))]
         + [keras.layers.Dense(hidden, activation="relu") for _ in range(3)]
-        + [keras.layers.Dense(2)],
+        + [keras.layers.Dense(2, dtype="float32")],  # float32 out under mixed precision: samples need the digits
         name="generator",
     )
 
@@ -209,7 +214,7 @@ def mlp_discriminator(in_dim: int, hidden: int) -> keras.Model:
     layers = [keras.Input((in_dim,))]
     for _ in range(3):
         layers += [keras.layers.Dense(hidden), keras.layers.LeakyReLU(0.2)]
-    return keras.Sequential(layers + [keras.layers.Dense(1)], name="discriminator")
+    return keras.Sequential(layers + [keras.layers.Dense(1, dtype="float32")], name="discriminator")
 
 
 def conv_generator(z_dim: int, size: int, channels: int) -> keras.Model:
@@ -225,7 +230,7 @@ def conv_generator(z_dim: int, size: int, channels: int) -> keras.Model:
             keras.layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False),
             keras.layers.BatchNormalization(momentum=0.9),
             keras.layers.LeakyReLU(0.2),
-            keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh"),
+            keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh", dtype="float32"),
         ],
         name="generator",
     )
@@ -241,10 +246,22 @@ def conv_discriminator(size: int, channels: int) -> keras.Model:
             keras.layers.Conv2D(128, 4, strides=2, padding="same"),
             keras.layers.LeakyReLU(0.2),
             keras.layers.Flatten(),
-            keras.layers.Dense(1),
+            keras.layers.Dense(1, dtype="float32"),  # logits in float32 under mixed precision
         ],
         name="discriminator",
     )
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside take the Keras dtype policy ``name`` (float32, mixed_bfloat16, mixed_float16):
+    float32 variables, computations in the policy's compute dtype."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 class GAN:
@@ -258,23 +275,10 @@ class GAN:
         self.batch_size = s["batch_size"]
         self.pack = s["pack"]
         self.seed_gen = keras.random.SeedGenerator(config.seed)
-        if self.is_2d:
-            modes, std = gan_metrics.mixture(config.dataset)
-            self.modes_np, self.std = modes, std
-            # The networks see data scaled into [-1, 1] (the grid spans [-4, 4]); samples are scaled back.
-            self.data_scale = float(np.abs(modes).max())
-            self.modes = ops.convert_to_tensor(modes / self.data_scale)
-            self.z_dim = config.z_dim
-            self.G = mlp_generator(self.z_dim, config.hidden)
-            self.D = mlp_discriminator(2 * self.pack, config.hidden)
-        else:
-            image_shape = tuple(images.shape[1:])
-            h, w, c = image_shape
-            self.z_dim = 64
-            self.G = conv_generator(self.z_dim, h, c)
-            self.D = conv_discriminator(h, c * self.pack)
-        self.g_opt = keras.optimizers.Adam(self._lr(s["g_lr"], 1), beta_1=config.beta1)
-        self.d_opt = keras.optimizers.Adam(self._lr(s["d_lr"], config.d_steps), beta_1=config.beta1)
+        with dtype_policy(config.precision):
+            self._build_models(images)
+        self.g_opt = self._optimizer(self._lr(s["g_lr"], 1))
+        self.d_opt = self._optimizer(self._lr(s["d_lr"], config.d_steps))
         groups = [
             core.UpdateGroup(
                 "d",
@@ -301,6 +305,28 @@ class GAN:
             after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"])]
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
         self.step = core.make_step(groups, inputs=inputs, mode=config.mode, after_update=after)
+
+    def _build_models(self, images: np.ndarray | None) -> None:
+        if self.is_2d:
+            modes, std = gan_metrics.mixture(self.config.dataset)
+            self.modes_np, self.std = modes, std
+            # The networks see data scaled into [-1, 1] (the grid spans [-4, 4]); samples are scaled back.
+            self.data_scale = float(np.abs(modes).max())
+            self.modes = ops.convert_to_tensor(modes / self.data_scale)
+            self.z_dim = self.config.z_dim
+            self.G = mlp_generator(self.z_dim, self.config.hidden)
+            self.D = mlp_discriminator(2 * self.pack, self.config.hidden)
+        else:
+            image_shape = tuple(images.shape[1:])
+            h, w, c = image_shape
+            self.z_dim = 64
+            self.G = conv_generator(self.z_dim, h, c)
+            self.D = conv_discriminator(h, c * self.pack)
+
+    def _optimizer(self, lr):
+        """Adam; under mixed_float16 inside a LossScaleOptimizer (the core scales each group's loss)."""
+        opt = keras.optimizers.Adam(lr, beta_1=self.config.beta1)
+        return keras.optimizers.LossScaleOptimizer(opt) if self.config.precision == "mixed_float16" else opt
 
     def _image_inputs(self, images: np.ndarray) -> dict:
         """Data on the device (a uint8 variable, batches drawn by index inside the step) when they fit; else
