@@ -141,25 +141,31 @@ class PPO:
         advantages, returns = gae(
             traj["rewards"], values, next_values, traj["terminated"], traj["truncated"], cfg.gamma, cfg.gae_lambda
         )
-        # A fresh order of all T*N transitions per epoch, cut into equal minibatches (a remainder sits out).
-        size = (T * N) // cfg.minibatches
-        orders = [keras.random.shuffle(ops.arange(T * N), seed=self.seed_gen) for _ in range(cfg.epochs)]
-        order = ops.reshape(ops.stack([o[: size * cfg.minibatches] for o in orders]), (self.updates, size))
-        prepared = {
-            "b_obs": obs,
-            "b_actions": actions,
-            "b_logp": log_probs(self.policy(obs), actions),
-            "b_values": flat(values),
-            "b_advantages": flat(advantages),
-            "b_returns": flat(returns),
-            "order": order,
-        }
+        prepared = {}
+        if cfg.minibatches > 1:  # a fresh order of all T*N transitions per epoch, cut into equal minibatches
+            size = (T * N) // cfg.minibatches  # (a remainder sits the epoch out)
+            orders = [keras.random.shuffle(ops.arange(T * N), seed=self.seed_gen) for _ in range(cfg.epochs)]
+            prepared["order"] = ops.reshape(
+                ops.stack([o[: size * cfg.minibatches] for o in orders]), (self.updates, size)
+            )
+        prepared.update(
+            {
+                "b_obs": obs,
+                "b_actions": actions,
+                "b_logp": log_probs(self.policy(obs), actions),
+                "b_values": flat(values),
+                "b_advantages": flat(advantages),
+                "b_returns": flat(returns),
+            }
+        )
         if self.env is not None:  # what the host needs for the bar and the stop rule, and the non-finite guard
             ended = ops.maximum(traj["terminated"], traj["truncated"])
             prepared.update(ended=ended, episode_return=traj["episode_return"], obs_max=ops.max(ops.abs(obs)))
         return prepared
 
     def _minibatch(self, batch: dict, *keys: str) -> list:
+        if "order" not in batch:  # one minibatch: every update sees the whole rollout, and order does not matter
+            return [batch[k] for k in keys]
         idx = batch["order"][batch["update"]]
         return [ops.take(batch[k], idx, axis=0) for k in keys]
 

@@ -71,8 +71,10 @@ def make_vector_env(
     mode = {"vector": "vector_entry_point", "sync": "sync"}[vectorization]
     try:
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **env_kwargs)
-    except gym.error.Error as e:  # missing optional dependencies (box2d, ale-py, mujoco) and the like
-        raise core.UsageError(f"--env {env_id!r}: {_one_line(e)}") from None
+    except (gym.error.Error, ImportError) as e:  # missing optional dependencies (box2d, flax, mujoco) and the like
+        raise core.UsageError(f"--env {env_id!r} cannot be made here: {_one_line(e)}") from None
+    except (TypeError, ValueError, AttributeError) as e:  # an entry point that rejects its arguments
+        raise core.UsageError(f"--env {env_id!r} cannot be made here: {_one_line(e)}") from None
     try:
         check_spaces(env_id, env.single_observation_space, env.single_action_space)
     except core.UsageError:

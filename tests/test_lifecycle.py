@@ -1,0 +1,129 @@
+"""core.Run: output folder, resume, checkpoint cadence, elapsed time, summary.json; Ctrl-C at any moment."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pytest
+from conftest import start_example
+
+import core
+
+
+@dataclass
+class Cfg(core.RunConfig):
+    """A config with the run flags only."""
+
+
+def objects():
+    return {"v": keras.Variable(np.zeros(3, "float32"), name="v")}
+
+
+def test_a_fresh_run_refuses_a_folder_holding_an_earlier_run(tmp_path):
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=3) as run:
+        run.advance(3)
+    run.write_summary({"x": 1})
+    with pytest.raises(core.UsageError, match="holds an earlier run .*--resume"):
+        core.Run(Cfg(out=str(tmp_path)), objects(), total=3).__enter__()
+
+
+@pytest.mark.parametrize("kind", ["a file", "not creatable"])
+def test_out_must_be_a_writable_folder(tmp_path, kind):
+    out = tmp_path / "file"
+    out.write_text("not a folder")
+    target = out if kind == "a file" else out / "sub"  # a folder inside a file cannot be made
+    with pytest.raises(core.UsageError, match="--out"):
+        core.Run(Cfg(out=str(target)), objects(), total=1).__enter__()
+
+
+def test_resume_restores_state_rng_and_elapsed_time(tmp_path):
+    rng = np.random.default_rng(0)
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=10, state={"episodes": 0}, rng=rng) as run:
+        run.advance(4)
+        run.state["episodes"] = 7
+        rng.random(5)
+        time.sleep(0.05)
+    expected_next = rng.random()
+    seconds = run.elapsed()
+    rng2 = np.random.default_rng(123)
+    with core.Run(Cfg(out=str(tmp_path), resume=True), objects(), total=10, rng=rng2) as again:
+        assert again.step == 4 and again.state["episodes"] == 7
+        assert rng2.random() == expected_next
+        assert again.elapsed() >= seconds
+
+
+def test_checkpoint_cadence_cannot_be_stepped_over(tmp_path, monkeypatch):
+    saved = []
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=100, checkpoint_every=10) as run:
+        monkeypatch.setattr(run, "save", lambda: saved.append(run.step) or setattr(run, "_saved_at", run.step))
+        for n in (7, 7, 7, 3, 25, 1):  # uneven advances: every 10 units passed gives one save
+            run.advance(n)
+    assert saved == [14, 24, 49, 50], saved  # the last one: the end of the run
+
+
+def test_summary_is_strict_json_even_with_non_finite_figures(tmp_path):
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=1) as run:
+        run.advance(1)
+    run.write_summary({"loss": float("nan"), "arr": np.array([1.0, np.inf]), "n": np.int64(3)})
+    text = (tmp_path / "summary.json").read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert data["loss"] is None and data["arr"] == [1.0, None] and data["n"] == 3
+    assert {"train_seconds", "interrupted", "config"} <= set(data)
+
+
+def test_non_finite_logs_stop_the_run_and_keep_the_last_checkpoint(tmp_path):
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=10, checkpoint_every=2) as run:
+        run.advance(2, {"loss": 1.0})
+    good = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(core.NonFiniteLossError, match="loss became nan"):
+        with core.Run(Cfg(out=str(tmp_path), resume=True), objects(), total=10) as run:
+            run.advance(1, {"loss": np.array([1.0, np.nan])})
+    assert (tmp_path / "checkpoint.npz").read_bytes() == good
+    assert "non-finite" in json.loads((tmp_path / "summary.json").read_text())["stopped"]
+
+
+def _sum_run(tmp_path, *extra):
+    return start_example("sum", "--epochs", "400", "--out", str(tmp_path / "run"), *extra)
+
+
+def test_ctrl_c_during_start_up_is_one_clean_line(tmp_path):
+    proc = _sum_run(tmp_path)
+    time.sleep(0.3)  # Python is importing Keras / TensorFlow / JAX
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, 0), stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_training(tmp_path, presses):
+    proc = _sum_run(tmp_path)
+    assert "stepping on" in proc.stdout.readline()
+    time.sleep(1.5)
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr, stderr
+    if presses == 1:  # finish the call in flight, save, write the summary, exit 0
+        assert proc.returncode == 0, stderr
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["interrupted"] is True and (tmp_path / "run" / "checkpoint.npz").exists()
+    else:  # the second press aborts at once (130), or lands after the run finished stopping (0, or SIGINT's -2
+        # once Python is shutting down): never a traceback, at most the two notices
+        assert proc.returncode in (0, 130, -signal.SIGINT), stderr
+        assert len([line for line in stderr.splitlines() if line.strip()]) <= 2, stderr
+
+
+def test_run_main_turns_keyboard_interrupt_into_one_line_and_130(capsys):
+    def train(cfg):
+        raise KeyboardInterrupt
+
+    assert core.run_main(train, Cfg, []) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("interrupted"), err
