@@ -55,8 +55,8 @@ def worker(repeats: int) -> dict:
         results[f"sum, {STEPS_PER_CALL} steps/call, {mode}"] = _median_per_step(
             lambda s=step, b=many: s.train_steps(b), STEPS_PER_CALL, 5, repeats
         )
-    for mode, jit in (("graph", False), ("xla", True)):
-        gan = GAN(GanConfig(jit=jit, steps=1000))
+    for mode in ("graph", "xla"):
+        gan = GAN(GanConfig(mode=mode, steps=1000))
         results[f"2D GAN, 1 step/call, {mode}"] = _median_per_step(gan.step.train_step, 1, 30, repeats)
         results[f"2D GAN, {STEPS_PER_CALL} steps/call, {mode}"] = _median_per_step(
             lambda g=gan: g.step.train_steps(num_steps=STEPS_PER_CALL), STEPS_PER_CALL, 2, repeats

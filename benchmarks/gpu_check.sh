@@ -38,11 +38,18 @@ PY
 gpu=$(python3 -c "import jax; print(int(any(d.platform == 'gpu' for d in jax.devices())))")
 
 # name | args (short budgets) | how to count steps from summary.json
+mnist=${MNIST_DIR:-../shared/data/mnist}
 runs=(
   "sum|--epochs 5 --steps-per-call 100|summary['epochs'] * 100"
   "gan|--steps 3000|summary['steps']"
-  "reinforce|--max-env-steps 30000 --eval-episodes 1|summary['env_steps']"
+  "reinforce|--max-env-steps 100000 --eval-episodes 1|summary['env_steps']"
+  "reinforce|--env-backend gymnasium --max-env-steps 30000 --eval-episodes 1|summary['env_steps']"
 )
+if [ -d "$mnist" ]; then
+  runs+=("gan|--dataset mnist --data-dir $mnist --epochs 1|summary['steps']")
+else
+  echo "(no MNIST in $mnist: set MNIST_DIR to include the image GAN)"
+fi
 
 printf '%-10s %-5s %-34s %10s %8s %s\n' example where device steps/s seconds status
 for platform in gpu cpu; do
@@ -52,7 +59,7 @@ for platform in gpu cpu; do
   fi
   for entry in "${runs[@]}"; do
     IFS='|' read -r name args count <<<"$entry"
-    dir="$out/$name-$platform"
+    dir="$out/$name-$platform-$(echo "$args" | cksum | cut -c1-6)"
     # shellcheck disable=SC2086
     JAX_PLATFORMS=$([ "$platform" = gpu ] && echo cuda || echo cpu) timeout 150 python3 -m examples.$name $args --out "$dir" >"$dir.log" 2>&1
     rc=$?
@@ -73,5 +80,12 @@ else:
     print(f"{name:<10} {platform:<5} {device:<34} {steps / secs:10.0f} {secs:8.1f} ok")
 PY
   done
+done
+# The device path's throughput: PPO with many environments, rollout and update in one compiled call per iteration.
+for platform in gpu cpu; do
+  if [ "$platform" = gpu ] && [ "$gpu" != 1 ]; then continue; fi
+  echo "throughput on $platform:"
+  JAX_PLATFORMS=$([ "$platform" = gpu ] && echo cuda || echo cpu) timeout 300 \
+    python3 -m benchmarks.policy_gradient throughput --backends jax --num-envs "${NUM_ENVS:-65536}"
 done
 echo "logs and summaries: $out"

@@ -116,12 +116,12 @@ def paths(args: argparse.Namespace, agent_args: list[str]) -> None:
 
 
 def throughput(args: argparse.Namespace, agent_args: list[str]) -> None:
-    """Env steps per second after compiling: PPO with 4,096 device envs vs the gymnasium path (8 envs), same
+    """Env steps per second after compiling: PPO with --num-envs device envs vs the gymnasium path (8 envs), same
     update settings, per backend: the default 10 epochs per rollout, and 1 epoch (lighter updates)."""
     for backend in args.backends.split(","):
         env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
         for epochs in (10, 1):
-            code = f"import benchmarks.policy_gradient as b; b.measure_throughput(epochs={epochs})"
+            code = f"import benchmarks.policy_gradient as b; b.measure_throughput({epochs}, {args.num_envs})"
             proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr[-3000:])
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=2000)
     parser.add_argument("--budget", type=int, default=200_000, help="max env steps per run")
     parser.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras backends")
+    parser.add_argument("--num-envs", type=int, default=4096, help="throughput: device environments")
     args = parser.parse_args(argv)
     {"seeds": seeds, "paths": paths, "throughput": throughput}[args.what](args, agent_args)
     return 0
