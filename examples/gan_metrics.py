@@ -7,7 +7,9 @@ one high-quality sample; *reverse KL* is KL(histogram of nearest modes of the hi
 
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -108,3 +110,82 @@ def class_coverage(probs: np.ndarray, num_classes: int = 10, confidence: float =
 def uniform_kl_max(num_modes: int) -> float:
     """The reverse KL of a generator stuck on one mode: log(num_modes)."""
     return math.log(num_modes)
+
+
+# ----- the MNIST quality classifier: trained once per dataset, cached by a hash of the data -----
+
+CLASSIFIER_RECIPE = "cnn-v2"
+"""part of the cache key: change it when the classifier's recipe changes"""
+
+
+def data_key(images: np.ndarray, labels: np.ndarray, epochs: int) -> str:
+    """A short hash of the images, the labels and the recipe: the classifier cache's key."""
+    h = hashlib.sha256()
+    for a in (images, labels):
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(f"{CLASSIFIER_RECIPE}/{epochs}".encode())
+    return h.hexdigest()[:16]
+
+
+def classifier_split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) indices, fixed per dataset size: a fifth held out (at most 5,000), the rest trains
+    (at most 50,000)."""
+    order = np.random.default_rng(12345).permutation(n)
+    n_val = min(max(n // 5, 2), 5000)
+    return order[:n_val], order[n_val : n_val + 50000]
+
+
+def build_classifier(shape: tuple[int, ...], num_classes: int = 10):
+    """Two conv + max-pool blocks (32, 64 channels), 64 features, logits; random shifts up to 2 pixels in training."""
+    import keras
+
+    inp = keras.Input(shape)
+    h = keras.layers.RandomTranslation(2 / shape[0], 2 / shape[1], fill_mode="constant")(inp)
+    for ch in (32, 64):
+        h = keras.layers.Conv2D(ch, 3, padding="same", activation="relu")(h)
+        h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Dropout(0.25)(keras.layers.Flatten()(h))
+    feats = keras.layers.Dense(64, activation="relu", name="features")(h)
+    logits = keras.layers.Dense(num_classes, name="logits")(keras.layers.Dropout(0.25)(feats))
+    return keras.Model(inp, [feats, logits], name="quality_classifier")
+
+
+def quality_classifier(images: np.ndarray, labels: np.ndarray, cache_dirs: list, epochs: int = 12):
+    """(classifier, held-out indices, held-out accuracy, cache path or None, trained now?).
+
+    Looks for ``quality_classifier_<key>.npz`` in each of ``cache_dirs`` (the key hashes the data), else trains
+    (Adam, cosine-decayed learning rate, ``epochs`` passes, seed 0) and saves it to the first writable one.
+    """
+    import keras
+
+    import core
+
+    val_idx, train_idx = classifier_split(len(images))
+    x = images.astype("float32") / 255.0
+    y = labels.astype("int32")
+    name = f"quality_classifier_{data_key(images, labels, epochs)}.npz"
+    keras.utils.set_random_seed(0)
+    model = build_classifier(images.shape[1:])
+    for d in cache_dirs:
+        path = Path(d) / name
+        if path.exists():
+            try:
+                meta = core.load_checkpoint(path, {"clf": model})
+                return model, val_idx, float(meta["accuracy"]), path, False
+            except core.CheckpointError:
+                continue  # unreadable: train again
+    steps = epochs * max(len(train_idx) // 128, 1)
+    lr = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.01)
+    train = keras.Model(model.input, model.outputs[1])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    train.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
+    train.fit(x[train_idx], y[train_idx], batch_size=128, epochs=epochs, verbose=0, shuffle=True)
+    accuracy = float(train.evaluate(x[val_idx], y[val_idx], batch_size=500, verbose=0)[1])
+    for d in cache_dirs:
+        try:
+            path = core.save_checkpoint(Path(d) / name, {"clf": model}, {"accuracy": accuracy, "epochs": epochs})
+            return model, val_idx, accuracy, path, True
+        except OSError:
+            continue
+    return model, val_idx, accuracy, None, True

@@ -75,16 +75,31 @@ def test_image_batches_pipeline_scales_and_drops_the_remainder(use_tf):
     np.testing.assert_array_equal(np.concatenate(skipped), got[4:])
 
 
-def test_classifier_quality_tells_real_digits_from_noise(mnist_dir):
+def test_classifier_quality_tells_real_digits_from_noise_and_is_cached(mnist_dir, tmp_path):
     x, y = gan_data.load_mnist_dir(mnist_dir)
-    x, y = x[:4000], y[:4000]
+    x, y = x[:3000], y[:3000]
     real = x[-500:].astype("float32") / 255.0
     noise = np.random.default_rng(0).uniform(size=real.shape).astype("float32")
-    good = gan.classifier_quality(x, y, real, seed=0)
-    bad = gan.classifier_quality(x, y, noise, seed=0)
-    assert good["classifier_accuracy"] > 0.8
-    assert good["classes_covered"] == 10 and good["class_kl"] < 0.2
+    readonly, cache = tmp_path / "missing" / "deeper", tmp_path / "cache"
+    (tmp_path / "missing").write_bytes(b"")  # a file where a folder would be: not writable, skipped
+    good = gan.classifier_quality(x, y, real, [readonly, cache], epochs=5)
+    assert len(list(cache.glob("quality_classifier_*.npz"))) == 1
+    bad = gan.classifier_quality(x, y, noise, [readonly, cache], epochs=5)  # loaded, not trained again
+    assert bad["classifier_accuracy"] == good["classifier_accuracy"] > 0.85
+    assert good["classes_covered"] == good["classes_covered_real"] == 10 and good["class_kl"] < 0.2
+    assert abs(good["confident_fraction"] - good["confident_fraction_real"]) < 0.1
     assert good["frechet_distance"] < 0.2 * bad["frechet_distance"]
+    assert bad["confident_fraction"] < 0.5 * good["confident_fraction_real"]
+    # Another dataset (or recipe) is another key.
+    other = gan.classifier_quality(x[:2000], y[:2000], real, [cache], epochs=1)
+    assert len(list(cache.glob("quality_classifier_*.npz"))) == 2 and other["classifier_accuracy"] > 0.5
+
+
+@pytest.mark.slow
+def test_quality_classifier_reaches_98_percent_on_the_10000_digit_split(mnist_dir, tmp_path):
+    x, y = gan_data.load_mnist_dir(mnist_dir)
+    q = gan.classifier_quality(x, y, x[:100].astype("float32") / 255.0, [tmp_path])
+    assert q["classifier_accuracy"] >= 0.98
 
 
 @pytest.mark.parametrize("size", [28, 32])
