@@ -112,3 +112,15 @@ def test_bad_rules_are_errors_naming_the_problem():
         core.make_step([group], SPECS, after_update=[core.ema(model.weights, clone.weights, 0.9)])
     with pytest.raises(core.StepDefinitionError, match="not callable"):
         core.make_step([group], SPECS, after_update=[0.9])
+
+
+def test_jax_discovery_sees_the_averaged_variables_as_written():
+    if keras.backend.backend() != "jax":
+        pytest.skip("the discovery pass is the JAX backend's")
+    model, avg, step = setup(0.5, "graph")
+    d = batches(2)
+    step.train_step({k: v[0] for k, v in d.items()})
+    step.train_steps(d)
+    for compiled in (step._train, step._train_many):
+        written = {id(v) for v in compiled.written}
+        assert all(id(v) in written for v in avg.weights)
