@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
-        raise core.UsageError(f"cannot read IDX file {path}: {e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # unreadable, truncated, or a damaged deflate stream
+        raise core.UsageError(f"cannot read IDX file {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
     if len(data) < 8:
         raise core.UsageError(f"{path} is not an IDX file (too short)")
     magic = int.from_bytes(data[:4], "big")
@@ -62,6 +63,8 @@ def load_mnist_dir(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
         x, y = read_idx(img_path), read_idx(label_path)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise core.UsageError(f"{img_path.name} / {label_path.name}: shapes {x.shape} and {y.shape} do not match")
+        if x.shape[1:] != (28, 28):
+            raise core.UsageError(f"{img_path.name}: images of {x.shape[1]}x{x.shape[2]} pixels; MNIST's are 28x28")
         images.append(x)
         labels.append(y)
     return np.concatenate(images)[..., None], np.concatenate(labels)

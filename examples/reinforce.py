@@ -226,7 +226,7 @@ def open_run(cfg: Config, agent, target: float | None, desc: str) -> tuple[core.
 
 
 def report(run: core.Run, board: Scoreboard, logs: dict) -> None:
-    """TensorBoard scalars and the bar after an update."""
+    """TensorBoard scalars after an update (the mean over the iterations of a fused call)."""
     scalars = {LOG_KEYS.get(k, k): float(np.mean(v)) for k, v in logs.items()}
     if board.mean is not None:
         scalars["charts/mean_return_100"] = board.mean
