@@ -34,7 +34,7 @@ def _name(v: Any) -> str:
 class EMA:
     """``target <- decay * target + (1 - decay) * source`` for each pair, run after the update groups."""
 
-    def __init__(self, targets: Sequence[Any], sources: Sequence[Any], decay: float):
+    def __init__(self, targets: Sequence[Any], sources: Sequence[Any], decay: float, count: Any = None):
         targets, sources = list(targets), list(sources)
         if len(targets) != len(sources):
             raise AfterUpdateError(f"ema: {len(targets)} target variables but {len(sources)} sources")
@@ -47,7 +47,15 @@ class EMA:
                 raise AfterUpdateError(f"ema: {_name(t)!r} is its own source; the target must be a separate copy")
             if tuple(t.shape) != tuple(s.shape):
                 raise AfterUpdateError(f"ema: {_name(t)!r} has shape {tuple(t.shape)}, its source {tuple(s.shape)}")
-        self.targets, self.sources, self.decay = targets, sources, float(decay)
+        self.targets, self.sources, self.decay, self.count = targets, sources, float(decay), count
+
+    def _decay(self) -> Any:
+        """``decay``, or during warm-up ``min(decay, (1 + n) / (10 + n))`` with ``n = count`` (as TensorFlow's
+        ExponentialMovingAverage with num_updates): early averages forget the initial weights quickly."""
+        if self.count is None:
+            return self.decay
+        n = ops.cast(ops.convert_to_tensor(self.count), "float32")
+        return ops.minimum(self.decay, (1.0 + n) / (10.0 + n))
 
     @property
     def variables(self) -> list:
@@ -55,21 +63,26 @@ class EMA:
         return list(self.targets)
 
     def __call__(self) -> None:
-        d = self.decay
+        if self.decay == 1.0:
+            return
+        d = self._decay()
         for t, s in zip(self.targets, self.sources):
-            if d == 0.0:
+            if self.decay == 0.0:
                 t.assign(ops.cast(s, t.dtype))
-            elif d < 1.0:
-                t.assign(ops.cast(d * t + (1.0 - d) * ops.cast(s, t.dtype), t.dtype))
+            else:
+                t.assign(ops.cast(d * ops.copy(t) + (1.0 - d) * ops.cast(s, t.dtype), t.dtype))
 
     def __repr__(self) -> str:
         return f"ema({len(self.targets)} variables, decay={self.decay})"
 
 
-def ema(targets: Sequence[Any], sources: Sequence[Any], decay: float) -> EMA:
+def ema(targets: Sequence[Any], sources: Sequence[Any], decay: float, count: Any = None) -> EMA:
     """An after-update rule for ``make_step(..., after_update=[...])``: an exponential moving average of
-    ``sources`` kept in ``targets`` (same lengths and shapes, pairwise), ``decay`` in [0, 1]; 0 copies."""
-    return EMA(targets, sources, decay)
+    ``sources`` kept in ``targets`` (same lengths and shapes, pairwise), ``decay`` in [0, 1]; 0 copies.
+
+    ``count``: an optional integer variable counting the updates so far, read each step (an optimizer's
+    ``iterations``: already checkpointed) for a warm-up, ``min(decay, (1 + count) / (10 + count))``."""
+    return EMA(targets, sources, decay, count)
 
 
 def copy_weights(target: Any, source: Any) -> None:

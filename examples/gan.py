@@ -306,7 +306,7 @@ class GAN:
             # A separate copy (core.ema's docstring says why not the optimizer's use_ema), checkpointed as "g_avg".
             self.G_avg = keras.models.clone_model(self.G)
             core.copy_weights(self.G_avg, self.G)
-            after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"])]
+            after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"], count=self.g_opt.iterations)]
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
         self.step = core.make_step(groups, inputs=inputs, mode=config.mode, after_update=after)
 

@@ -11,7 +11,7 @@ MODES = ["eager", "graph", "xla"]
 SPECS = {"x": core.InputSpec((None, 2)), "y": core.InputSpec((None, 1))}
 
 
-def setup(decay, mode, lr=0.05):
+def setup(decay, mode, lr=0.05, warmup=False):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     avg = keras.models.clone_model(model)
@@ -20,8 +20,10 @@ def setup(decay, mode, lr=0.05):
     def loss_fn(b):
         return ops.sum(ops.square(b["y"] - model(b["x"])))
 
-    group = core.UpdateGroup("m", loss_fn, model.trainable_variables, keras.optimizers.SGD(lr))
-    step = core.make_step([group], SPECS, mode=mode, after_update=[core.ema(avg.weights, model.weights, decay)])
+    opt = keras.optimizers.SGD(lr)
+    group = core.UpdateGroup("m", loss_fn, model.trainable_variables, opt)
+    rule = core.ema(avg.weights, model.weights, decay, count=opt.iterations if warmup else None)
+    step = core.make_step([group], SPECS, mode=mode, after_update=[rule])
     return model, avg, step
 
 
@@ -31,22 +33,24 @@ def batches(n, seed=0):
     return {"x": x, "y": (x.sum(-1, keepdims=True) + 0.5).astype("float32")}
 
 
-def reference(w0, b0, data, decay, lr=0.05):
-    """SGD on the sum of squares by hand, and the average after each step."""
+def reference(w0, b0, data, decay, lr=0.05, warmup=False):
+    """SGD on the sum of squares by hand, and the average after each step (k = 1, 2, ...)."""
     w, b = w0.astype("float64"), b0.astype("float64")
     aw, ab = w.copy(), b.copy()
-    for x, y in zip(data["x"], data["y"]):
+    for k, (x, y) in enumerate(zip(data["x"], data["y"]), start=1):
         r = x @ w + b - y
         w, b = w - lr * 2 * x.T @ r, b - lr * 2 * r.sum(0)
-        aw, ab = decay * aw + (1 - decay) * w, decay * ab + (1 - decay) * b
+        d = min(decay, (1 + k) / (10 + k)) if warmup else decay
+        aw, ab = d * aw + (1 - d) * w, d * ab + (1 - d) * b
     return w, b, aw, ab
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fused", [False, True], ids=["train_step", "train_steps"])
-def test_ema_matches_numpy_over_several_steps(mode, fused):
+@pytest.mark.parametrize("warmup", [False, True], ids=["constant", "warm-up"])
+def test_ema_matches_numpy_over_several_steps(mode, fused, warmup):
     decay, n = 0.9, 6
-    model, avg, step = setup(decay, mode)
+    model, avg, step = setup(decay, mode, warmup=warmup)
     w0, b0 = (ops.convert_to_numpy(v) for v in model.weights)
     data = batches(n)
     if fused:
@@ -55,7 +59,7 @@ def test_ema_matches_numpy_over_several_steps(mode, fused):
     else:
         for i in range(n):
             step.train_step({k: v[i] for k, v in data.items()})
-    w, b, aw, ab = reference(w0, b0, data, decay)
+    w, b, aw, ab = reference(w0, b0, data, decay, warmup=warmup)
     np.testing.assert_allclose(ops.convert_to_numpy(model.weights[0]), w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ops.convert_to_numpy(avg.weights[0]), aw, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ops.convert_to_numpy(avg.weights[1]), ab, rtol=1e-5, atol=1e-6)
