@@ -6,7 +6,7 @@
 #
 # Made for a machine with an NVIDIA GPU and JAX with CUDA but possibly without Keras, gymnasium or
 # network access: wheels placed beforehand in the checkout's ignored .whl/ folder are installed first
-# (README, "GPU check", says which and how to download them). Works on a CPU-only machine too (the
+# (docs/benchmarks.md, "GPU check", says which and how to download them). Works on a CPU-only machine too (the
 # GPU rows then say so).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ import importlib.util, sys
 need = ["jax", "keras", "numpy", "gymnasium", "tqdm", "PIL", "tensorboardX"]
 missing = [m for m in need if importlib.util.find_spec(m) is None]
 if missing:
-    sys.exit(f"gpu_check: missing packages {missing}: put their wheels in .whl/ (see README, 'GPU check')")
+    sys.exit(f"gpu_check: missing packages {missing}: put their wheels in .whl/ (see docs/benchmarks.md, GPU check)")
 import jax
 print(f"jax {jax.__version__}; devices: {jax.devices()}")
 PY
