@@ -104,7 +104,9 @@ def paths(args: argparse.Namespace, agent_args: list[str]) -> None:
                 got = []
                 for seed in seeds_:
                     run = ["--seed", str(seed), "--env-backend", path, "--max-env-steps", str(args.budget)]
-                    s = run_example(backend, [*run, "--eval-episodes", "0", *agent_args], Path(tmp) / f"{backend}-{path}-{seed}")
+                    s = run_example(
+                        backend, [*run, "--eval-episodes", "0", *agent_args], Path(tmp) / f"{backend}-{path}-{seed}"
+                    )
                     got.append(s)
                 walls = [s["wall_seconds_to_solve"] or float("inf") for s in got]
                 rates = [s["env_steps_per_second"] for s in got]

