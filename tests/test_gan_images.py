@@ -26,6 +26,25 @@ def test_mnist_run_writes_grids_gif_and_samples(tmp_path, mnist_dir):
     assert json.loads((out / "summary.json").read_text())["steps"] == 4
 
 
+def test_mnist_summary_holds_generated_and_real_quality_figures(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.setattr(gan, "CLASSIFIER_EPOCHS", 1)  # the figures' plumbing, not the classifier's accuracy
+    out = tmp_path / "q"
+    cfg = gan.Config(
+        dataset="mnist",
+        data_dir=str(mnist_dir),
+        steps=3,
+        num_samples=100,
+        classifier_cache=str(tmp_path / "cache"),
+        out=str(out),
+    )
+    gan.train(cfg)
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("classifier_accuracy", "classes_covered", "class_kl", "confident_fraction", "frechet_distance"):
+        assert key in summary and f"{key}_real" in summary or key == "classifier_accuracy"
+    assert summary["classes_covered_real"] >= 8 and summary["frechet_distance_real"] < summary["frechet_distance"]
+    assert len(list((tmp_path / "cache").glob("quality_classifier_*.npz"))) == 1
+
+
 def test_folder_run_one_grid_per_epoch_and_resume(tmp_path):
     pics = tmp_path / "pics"
     pics.mkdir()
