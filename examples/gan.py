@@ -113,11 +113,12 @@ class Config(core.RunConfig):
     num_samples: int = core.arg(2500, min=1, max=1_000_000)
     """samples from G written to samples.npy (and scored, for 2D)"""
     quality: bool = True
-    """mnist: score the samples with a classifier trained on the real data (>= 98 % held-out accuracy; cached):
-    classes covered, class KL to uniform, confident fraction and a Frechet distance, each beside real digits'"""
+    """mnist: score the samples with a classifier trained on the real data (98 percent held-out accuracy or
+    more; cached): classes covered, class KL to uniform, confident fraction and a Frechet distance, each beside
+    the same figure for held-out real digits"""
     classifier_cache: str = "~/.cache/customloop"
     """folder where the MNIST quality classifier is cached, keyed by a hash of the data, so it is trained once per
-    dataset (about 3 minutes on 2 CPU cores); --out if this one is not writable"""
+    dataset (about a minute on one CPU core for the 10,000 digits); --out if this one is not writable"""
     log_every: int = core.arg(1000, min=1)
     """2D: steps between metric logs (rounded to whole calls)"""
     checkpoint_every: int = core.arg(2000, min=1)

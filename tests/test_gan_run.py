@@ -226,3 +226,10 @@ def test_averaged_generator_is_checkpointed_and_samples_come_from_it(tmp_path):
     raw = gan.GAN(gan.Config(**{**TINY, "ema_decay": 0.9, "sample_raw": True}))
     assert raw.sampler is raw.G
     assert gan.GAN(gan.Config(**{**TINY, "ema_decay": 0.0})).G_avg is None
+
+
+def test_help_lists_every_flag(capsys):
+    assert gan.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--precision", "--ema-decay", "--sample-raw", "--device-data-mb", "--classifier-cache"):
+        assert flag in out
