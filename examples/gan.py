@@ -2,7 +2,7 @@
 
     python -m examples.gan --out runs/ring                 # 8 Gaussians on a circle (default)
     python -m examples.gan --dataset grid --out runs/grid  # 25 Gaussians on a 5x5 grid
-    python -m examples.gan --dataset mnist --epochs 5 --out runs/mnist
+    python -m examples.gan --dataset mnist --data-dir ../shared/data/mnist --out runs/mnist  # 15 epochs
     python -m examples.gan --dataset folder --data-dir pics/ --image-size 32 --out runs/pics
 
 Losses: non-saturating (default) or WGAN-GP, optional R1 on real data; both penalties take the gradient of
@@ -44,8 +44,10 @@ DEFAULTS = {
         lr_decay=0.01,
         ema_decay=0.0,
     ),
+    # Measured on MNIST's 10,000 digits, 15 epochs, seed 0: Adam 2e-3 beat 1e-3 (and 2e-4 at 5 epochs); R1 0.1 did
+    # not beat 1.
     "image": dict(
-        batch_size=64, g_lr=2e-4, d_lr=2e-4, r1=1.0, pack=1, steps_per_call=10, lr_decay=1.0, ema_decay=0.999
+        batch_size=64, g_lr=2e-3, d_lr=2e-3, r1=1.0, pack=1, steps_per_call=10, lr_decay=1.0, ema_decay=0.999
     ),
 }
 
@@ -60,7 +62,7 @@ class Config(core.RunConfig):
     """MNIST IDX files (*-images-idx3-ubyte[.gz] + labels) for mnist, or a folder of PNG/JPEG for folder"""
     steps: int | None = core.arg(None, min=1)
     """generator updates (2D default 20000); for images an optional cap on top of --epochs"""
-    epochs: int = core.arg(5, min=1)
+    epochs: int = core.arg(15, min=1)
     """passes over the image data (mnist / folder)"""
     batch_size: int | None = core.arg(None, min=1)
     """samples per step (2D 256, images 64)"""
@@ -69,9 +71,9 @@ class Config(core.RunConfig):
     d_steps: int = core.arg(1, min=1)
     """discriminator updates per generator update, all inside the same compiled step"""
     g_lr: float | None = core.arg(None, above=0, max=10)
-    """generator Adam learning rate (2D 1e-3, images 2e-4)"""
+    """generator Adam learning rate (2D 1e-3, images 2e-3)"""
     d_lr: float | None = core.arg(None, above=0, max=10)
-    """discriminator Adam learning rate (2D 1e-3, images 2e-4)"""
+    """discriminator Adam learning rate (2D 1e-3, images 2e-3)"""
     beta1: float = core.arg(0.5, min=0, max=0.999999)
     """Adam beta_1 of both optimizers"""
     lr_decay: float | None = core.arg(None, above=0, max=1)
