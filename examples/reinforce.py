@@ -126,6 +126,10 @@ class Config(core.RunConfig):
     def validate(self) -> None:
         if self.gif_copy and not (self.gif and self.out):
             raise core.UsageError("--gif-copy needs --out (the GIF is written to --out/episode.gif, then copied)")
+        if self.gif_copy and Path(self.gif_copy).is_dir():
+            raise core.UsageError(
+                f"--gif-copy {self.gif_copy} is a folder; name the file, e.g. {self.gif_copy}/run.gif"
+            )
         if not self.env.strip():
             raise core.UsageError("--env must name an environment, e.g. CartPole-v1")
         s = resolved(self)

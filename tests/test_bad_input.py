@@ -77,3 +77,9 @@ def test_out_that_is_a_file_and_negative_seeds(tmp_path, capsys, main):
     (tmp_path / "f").write_text("x")
     one_line_exit_2(main, ["--out", str(tmp_path / "f")], capsys, "not a folder")
     one_line_exit_2(main, ["--seed", "-1"], capsys, "--seed")
+
+
+def test_gif_copy_naming_a_folder_is_refused_before_training(tmp_path, capsys):
+    argv = ["--out", str(tmp_path / "run"), "--gif-copy", str(tmp_path)]
+    one_line_exit_2(reinforce.main, argv, capsys, "is a folder")
+    assert not (tmp_path / "run").exists()
