@@ -49,3 +49,21 @@ def run_example(name: str, *args: str, cwd=None, timeout: float = 300) -> subpro
         proc.kill()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+class StopAfter:
+    """Stands in for core.GracefulInterrupt: 'Ctrl-C' arrives after ``n`` checks of the flag."""
+
+    def __init__(self, n):
+        self.n = n
+
+    @property
+    def requested(self):
+        self.n -= 1
+        return self.n < 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import StopAfter
 from PIL import Image
 
 import core
@@ -141,24 +142,6 @@ def _pictures(tmp_path, n=40):
 def _weights(out):
     with np.load(out / "checkpoint.npz", allow_pickle=False) as data:
         return {k: data[k] for k in data.files if k != "__meta__"}
-
-
-class StopAfter:
-    """Stands in for core.GracefulInterrupt: 'Ctrl-C' arrives after ``n`` checks of the flag."""
-
-    def __init__(self, n):
-        self.n = n
-
-    @property
-    def requested(self):
-        self.n -= 1
-        return self.n < 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
 
 
 @pytest.mark.parametrize("device_data_mb", [1024.0, 0.0], ids=["on-device", "pipeline"])

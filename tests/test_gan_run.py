@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import start_example
+from conftest import StopAfter, start_example
 from keras import ops
 
 import core
@@ -74,24 +74,6 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     np.testing.assert_array_equal(np.load(full / "samples.npy"), np.load(part / "samples.npy"))
-
-
-class StopAfter:
-    """Stands in for core.GracefulInterrupt: 'Ctrl-C' arrives after ``n`` checks of the flag."""
-
-    def __init__(self, n):
-        self.n = n
-
-    @property
-    def requested(self):
-        self.n -= 1
-        return self.n < 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
 
 
 def test_interrupted_run_resumes_to_the_same_weights_with_lr_decay(tmp_path, monkeypatch):
