@@ -30,8 +30,6 @@ from core.config import UsageError, arg
 from core.run_log import RunLogger, write_summary
 from core.runs import Checkpointer, GracefulInterrupt, NonFiniteLossError, assert_finite, rng_state, set_rng_state
 
-MODES = ("eager", "graph", "xla")
-
 
 @dataclasses.dataclass
 class RunConfig:

@@ -71,7 +71,7 @@ class PPO:
         self.policy_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         self.value_opt = keras.optimizers.Adam(self._schedule(cfg.value_lr), epsilon=1e-5)
         clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
-        if getattr(cfg, "shared_optimizer", False):
+        if cfg.shared_optimizer:
             variables = self.policy.trainable_variables + self.value.trainable_variables
             groups = [core.UpdateGroup("ppo", self.joint_loss, variables, self.policy_opt, clip,
                                        repeats=self.updates, repeat_key="update")]  # fmt: skip
@@ -99,7 +99,7 @@ class PPO:
 
     def _schedule(self, lr: float):
         """Constant, or (``--anneal-lr``) linear to 0 over ``--max-env-steps``, counted in optimizer updates."""
-        if not getattr(self.cfg, "anneal_lr", False):
+        if not self.cfg.anneal_lr:
             return lr
         iterations = max(1, self.cfg.max_env_steps // (self.T * self.N))
         return keras.optimizers.schedules.PolynomialDecay(lr, iterations * self.updates, 0.0, power=1.0)
@@ -196,7 +196,7 @@ class PPO:
         """Both losses on one minibatch, for one shared optimizer (value loss weighted by --value-coef)."""
         policy, aux = self.policy_loss(batch)
         value = self.value_loss(batch)
-        return policy + getattr(self.cfg, "value_coef", 0.5) * value, {**aux, "value/loss": value}
+        return policy + self.cfg.value_coef * value, {**aux, "value/loss": value}
 
     def checkpoint_objects(self) -> dict:
         objs = {"policy": self.policy, "value": self.value, "policy_opt": self.policy_opt}
