@@ -192,18 +192,20 @@ def from_physics(physics: np.ndarray) -> dict:
     }
 
 
+def joined(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Several recordings' arrays end to end, key by key."""
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 # --- one step from gymnasium's state ----------------------------------------------------------------------------------
 
 
 def test_cartpole_one_step_matches_gymnasium():
     """12,000 steps across ~470 terminations and ~15 truncations: random pushes, then a policy that balances."""
-    rec = {}
-    for part in (
+    rec = joined(
         gym_records("CartPole-v1", 5000, random_policy(2), 0),
         gym_records("CartPole-v1", 7000, cartpole_lean, 1),
-    ):
-        for k, v in part.items():
-            rec[k] = np.concatenate([rec[k], v]) if k in rec else v
+    )
     assert rec["terminated"].sum() > 100 and rec["truncated"].sum() >= 5
     x, theta = rec["next_state"][:, 0], rec["next_state"][:, 2]
     theta_limit = 12 * 2 * np.pi / 360
@@ -213,13 +215,10 @@ def test_cartpole_one_step_matches_gymnasium():
 
 def test_acrobot_one_step_matches_gymnasium():
     """10,000 steps: random torques (which run into the time limit) and an energy-pumping policy (which terminates)."""
-    rec = {}
-    for part in (
+    rec = joined(
         gym_records("Acrobot-v1", 5000, random_policy(3), 0),
         gym_records("Acrobot-v1", 5000, acrobot_swing, 1),
-    ):
-        for k, v in part.items():
-            rec[k] = np.concatenate([rec[k], v]) if k in rec else v
+    )
     assert rec["terminated"].sum() > 20 and rec["truncated"].sum() >= 5
     s = rec["next_state"]
     margin = np.abs(-np.cos(s[:, 0]) - np.cos(s[:, 1] + s[:, 0]) - 1.0)
@@ -228,14 +227,10 @@ def test_acrobot_one_step_matches_gymnasium():
 
 def test_mountain_car_one_step_matches_gymnasium():
     """10,000 steps: random actions (which run into the time limit) and energy pumping (goal and left wall)."""
-    rec = {}
-    parts = (
+    rec = joined(
         gym_records("MountainCar-v0", 5000, random_policy(3), 0),
         gym_records("MountainCar-v0", 5000, mountain_car_pump, 0),
     )
-    for part in parts:
-        for k, v in part.items():
-            rec[k] = np.concatenate([rec[k], v]) if k in rec else v
     assert rec["terminated"].sum() > 20 and rec["truncated"].sum() >= 5
     assert (rec["next_state"][:, 0] <= -1.2).sum() > 5, "the left wall (velocity zeroed) must be exercised"
     position = rec["next_state"][:, 0]
