@@ -187,8 +187,8 @@ class Run:
         if logs:
             assert_finite(logs, self.step + n)
         self.step += int(n)
-        if self.bar is not None:
-            self.bar.update(int(n), _means(show if show is not None else logs))
+        if self.bar is not None:  # a disabled bar (CI logs) needs no per-call means
+            self.bar.update(int(n), None if self.bar.bar.disable else _means(show if show is not None else logs))
         every = self.checkpoint_every
         if every and self.step - self._saved_at >= every and self.step < self.total:
             self.save()
