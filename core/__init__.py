@@ -13,6 +13,7 @@ from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_en
 from core.forward import ForwardFunction, make_forward  # noqa: E402
 from core.lifecycle import Run, RunConfig  # noqa: E402
 from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
+from core.parallel import DataParallel, SingleDevice, devices_from_flag  # noqa: E402
 from core.run_log import Progress, RunLogger, atomic_write_bytes, strict_json, write_summary  # noqa: E402
 from core.runs import (  # noqa: E402
     Checkpointer,
@@ -49,6 +50,9 @@ def scan(f, init, xs=None, length=None, reverse=False):
 
 __all__ = [
     "EMA",
+    "DataParallel",
+    "SingleDevice",
+    "devices_from_flag",
     "AfterUpdateError",
     "copy_weights",
     "ema",

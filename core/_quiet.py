@@ -41,6 +41,8 @@ def import_keras_quietly() -> None:
     with silenced_stderr(quiet):
         import keras
 
+        prepare_devices()
+
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -51,3 +53,18 @@ def import_keras_quietly() -> None:
             import jax
 
             jax.devices()  # the first look at devices logs which platforms are missing
+
+
+def prepare_devices() -> None:
+    """What must happen before a backend first looks at its devices: ``CUSTOMLOOP_CPU_DEVICES=N`` shows the CPU
+    as N devices (data-parallel runs on a machine without accelerators), and processes launched with Keras'
+    ``KERAS_DISTRIBUTION_*`` variables join each other (JAX)."""
+    from core.backends import get_backend
+
+    backend = get_backend()
+    count = os.environ.get("CUSTOMLOOP_CPU_DEVICES", "").strip()
+    if count:
+        if not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"error: CUSTOMLOOP_CPU_DEVICES must be a positive int, got {count!r}")
+        backend.split_cpu(int(count))
+    backend.initialize_processes()

@@ -154,6 +154,7 @@ def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | N
     """
     from core.device import enable_compilation_cache
     from core.runs import NonFiniteLossError
+    from core.step import InputError
 
     prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
     try:
@@ -163,7 +164,7 @@ def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | N
     try:
         enable_compilation_cache()
         train_fn(config)
-    except UsageError as e:
+    except (UsageError, InputError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a folder or file the user named cannot be read or written

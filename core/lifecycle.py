@@ -55,7 +55,9 @@ class Run:
     every checkpoint and restored on resume; ``rng`` a NumPy generator saved and restored too.
     ``step`` counts ``unit``s up to ``total``; a checkpoint is written each time ``checkpoint_every``
     of them have passed, at the end, and on Ctrl-C. ``must_match`` names config fields a resumed
-    run must share with the saved one (beyond the shapes the checkpoint checks itself).
+    run must share with the saved one (beyond the shapes the checkpoint checks itself). In a run of several
+    processes only the ``chief`` (process 0) writes checkpoints, TensorBoard, the bar and summary.json; every
+    process reads the checkpoint on resume.
     """
 
     def __init__(
@@ -71,8 +73,10 @@ class Run:
         state: Mapping[str, Any] | None = None,
         rng: np.random.Generator | None = None,
         must_match: Sequence[str] = (),
+        chief: bool = True,
     ):
         self.config = config
+        self.chief = chief
         self.out = Path(config.out) if config.out else None
         self.total, self.unit, self.desc, self.bar_keys = int(total), unit, desc, bar_keys
         self.checkpoint_every = checkpoint_every
@@ -94,12 +98,14 @@ class Run:
     def __enter__(self) -> Run:
         self._interrupt.__enter__()  # first: a Ctrl-C during start-up is a request, not a traceback
         try:
-            self._check_folder()
+            if self.chief:
+                self._check_folder()
             if self.config.resume:
                 self._resume()
             self._saved_at = self._started_at = self.step
-            self.logger = RunLogger(self.out)
-            self.bar = self.logger.progress(self.total, self.desc, self.unit, self.bar_keys, initial=self.step)
+            self.logger = RunLogger(self.out if self.chief else None)
+            quiet = None if self.chief else True
+            self.bar = self.logger.progress(self.total, self.desc, self.unit, self.bar_keys, self.step, quiet)
             self._start = time.perf_counter()
         except BaseException:
             self._close()
@@ -214,7 +220,7 @@ class Run:
 
     def save(self) -> Path | None:
         """Write the checkpoint now (with ``--out``)."""
-        if self._checkpointer is None:
+        if self._checkpointer is None or not self.chief:
             return None
         state = _jsonable(self.state)
         if not _finite(state):
@@ -243,7 +249,7 @@ class Run:
             **self.summary,
             "config": dataclasses.asdict(self.config),
         }
-        if self.out is not None:
+        if self.out is not None and self.chief:
             write_summary(self.out, full)
         return full
 

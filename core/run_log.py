@@ -126,8 +126,9 @@ class RunLogger:
         unit: str = "step",
         bar_keys: Sequence[str] | None = None,
         initial: int = 0,
+        disable: bool | None = None,
     ) -> Progress:
-        return Progress(total, desc, unit, bar_keys, initial)
+        return Progress(total, desc, unit, bar_keys, initial, disable)
 
     def close(self) -> None:
         if self.tb is not None:

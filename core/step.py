@@ -7,6 +7,7 @@ module's business.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,16 @@ def _check_after_update(groups: Sequence[UpdateGroup], rules: Sequence[Callable[
                 )
 
 
+def _check_parallel(groups: Sequence[UpdateGroup], mechanics: Any) -> None:
+    for group in groups:
+        if isinstance(group.optimizer, keras.optimizers.LossScaleOptimizer) and not mechanics.loops_with_updates:
+            raise StepDefinitionError(
+                f"update group {group.name!r}: float16 loss scaling is not supported in a data-parallel "
+                "TensorFlow step; use mixed_bfloat16 or float32"
+            )
+        mechanics.check_variables(list(group.variables))
+
+
 def check_batch(batch: Mapping[str, Any], specs: Mapping[str, InputSpec], leading: int = 0) -> None:
     """Raise InputError naming the input, expected and received shape/dtype on mismatch.
 
@@ -178,6 +189,7 @@ class StepFunctions:
         mode: str,
         prepare_fn: Callable[[dict], dict] | None = None,
         after_update: Sequence[Callable[[], None]] = (),
+        parallel: Any = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -191,25 +203,35 @@ class StepFunctions:
         self.mode = mode
         self._backend = get_backend()
         self._check = InputChecker(self.inputs)
+        self.parallel = parallel if parallel is not None and parallel.enabled else None
+        p = self._parallel = self.parallel.mechanics if self.parallel is not None else None
+        if p is not None:
+            _check_parallel(self.groups, p)
         for group in self.groups:
             # Optimizer slots must exist before tracing, or they would be created inside the graph.
             if not group.optimizer.built:
-                group.optimizer.build(list(group.variables))
+                with self.parallel.scope() if self.parallel is not None else contextlib.nullcontext():
+                    group.optimizer.build(list(group.variables))
 
         b = self._backend
         single = [{k: b.tensor_spec(s.shape, s.dtype) for k, s in self.inputs.items()}]
         stacked = [{k: b.tensor_spec((None, *s.shape), s.dtype) for k, s in self.inputs.items()}]
-        self._train = b.compile_fn(self._train_math, mode, single)
-        self._test = b.compile_fn(self._test_math, mode, single)
-        self._grads = b.compile_fn(self._gradients_math, mode, single)
+        # Data parallel: each call runs the math on every replica and reduces the outputs (TensorFlow), or
+        # is the math itself over global arrays (JAX).
+        self._train_one = p.wrap(self._train_math, "train") if p else self._train_math
+        self._train = b.compile_fn(self._train_one, mode, single, p)
+        self._test = b.compile_fn(p.wrap(self._test_math, "test") if p else self._test_math, mode, single, p)
+        self._grads = b.compile_fn(
+            p.wrap(self._gradients_math, "grads") if p else self._gradients_math, mode, single, p
+        )
         self._signature = single
         self._entries: dict[str, Any] = {}
         # The fused call takes the number of steps from the data; with no inputs the
         # count is a Python int, so each distinct count traces once.
         if self.inputs:
-            self._train_many = b.compile_fn(self._train_many_math, mode, stacked)
+            self._train_many = b.compile_fn(self._train_many_math, mode, stacked, p)
         else:
-            self._train_many = b.compile_fn(self._train_many_no_data, mode, None)
+            self._train_many = b.compile_fn(self._train_many_no_data, mode, None, p)
 
     # ----- the math of one step (backend-agnostic) -----
     def _group_grads(self, group: UpdateGroup, batch: dict):
@@ -233,8 +255,11 @@ class StepFunctions:
         if isinstance(group.optimizer, keras.optimizers.LossScaleOptimizer):
             return self._scaled_update(group, batch)
         loss, aux, grads = self._group_grads(group, batch)
+        if self._parallel is not None:  # the global batch's gradients, before the transform sees them
+            grads = list(self._parallel.mean_gradients(grads))
         logs = self._transformed(group, loss, grads)
-        group.optimizer.apply(grads, list(group.variables))
+        applied = self._parallel.optimizer_gradients(grads) if self._parallel is not None else grads
+        group.optimizer.apply(applied, list(group.variables))
         return {**logs, **aux}
 
     def _transformed(self, group: UpdateGroup, loss: Any, grads: list) -> dict:
@@ -291,8 +316,12 @@ class StepFunctions:
         batch = self._prepared(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
-            if group.repeat_key is not None:
+            if group.repeat_key is not None and (self._parallel is None or self._parallel.loops_with_updates):
                 logs.update(self._looped_updates(group, batch))
+                continue
+            if group.repeat_key is not None:  # unrolled: this engine cannot apply an optimizer inside a loop
+                for i in range(group.repeats):
+                    logs.update(self._update(group, {**batch, group.repeat_key: ops.convert_to_tensor(i, "int32")}))
                 continue
             for _ in range(group.repeats):
                 logs.update(self._update(group, batch))
@@ -317,16 +346,26 @@ class StepFunctions:
 
     def _train_many_math(self, batches: dict) -> dict:
         b = self._backend
-        return b.fused_loop(self._train_math, batches, b.leading_dim(batches))
+        return b.fused_loop(self._train_one, batches, b.leading_dim(batches))
 
     def _train_many_no_data(self, num_steps: int) -> dict:
-        return self._backend.fused_loop(self._train_math, {}, num_steps)
+        return self._backend.fused_loop(self._train_one, {}, num_steps)
 
     # ----- public calls -----
     def _prepare(self, batch: Mapping[str, Any] | None, leading: int = 0) -> dict:
         batch = {} if batch is None else batch
         self._check(batch, leading)
-        return {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
+        prepared = {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
+        if self._parallel is None:
+            return prepared
+        for name, value in prepared.items():
+            rows = int(value.shape[leading])
+            if rows % self.parallel.local_devices:
+                raise InputError(
+                    f"input {name!r}: a batch of {rows} rows does not divide over {self.parallel.local_devices} "
+                    "devices; make the batch size a multiple of the device count"
+                )
+        return {k: self._parallel.put(v, leading) for k, v in prepared.items()}
 
     def _entry(self, name: str) -> Any:
         """The backend's cheapest entry point into a compiled single-step call, made once."""
@@ -408,6 +447,7 @@ def make_step(
     mode: str = "graph",
     prepare_fn: Callable[[dict], dict] | None = None,
     after_update: Sequence[Callable[[], None]] = (),
+    parallel: Any = None,
 ) -> StepFunctions:
     """Build compiled train / test / gradient calls for ordered update groups.
 
@@ -418,6 +458,8 @@ def make_step(
     outside their gradients (targets several losses share, such as returns);
     every loss sees them in its batch. ``after_update`` holds non-gradient updates run after the groups in
     every train step, fused steps included: ``core.ema(targets, sources, decay)`` (averaged weights, target
-    networks), or any callable that assigns variables with ``keras.ops``.
+    networks), or any callable that assigns variables with ``keras.ops``. ``parallel`` (a
+    ``core.DataParallel``) steps data-parallel: gradients of the global batch, one update per group per step,
+    logs reduced to one value (see core/parallel.py for what each engine does).
     """
-    return StepFunctions(groups, inputs, outputs_fn, mode, prepare_fn, after_update)
+    return StepFunctions(groups, inputs, outputs_fn, mode, prepare_fn, after_update, parallel)

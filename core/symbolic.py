@@ -43,7 +43,14 @@ def minimize(
 class Function:
     """A compiled call over symbolic inputs; see :func:`function`."""
 
-    def __init__(self, inputs: Sequence[Any], outputs: Mapping[str, Any], updates: Sequence[Minimize], mode: str):
+    def __init__(
+        self,
+        inputs: Sequence[Any],
+        outputs: Mapping[str, Any],
+        updates: Sequence[Minimize],
+        mode: str,
+        parallel: Any = None,
+    ):
         self.input_names = [t.name for t in inputs]
         if len(set(self.input_names)) != len(self.input_names):
             raise ValueError(f"symbolic inputs need distinct names, got {self.input_names}")
@@ -79,7 +86,7 @@ class Function:
                 return dict(zip(names, values))
 
         self.has_updates = bool(updates)
-        self.step: StepFunctions = make_step(groups, specs, outputs_fn, mode)
+        self.step: StepFunctions = make_step(groups, specs, outputs_fn, mode, parallel=parallel)
 
     def _loss_fn(self, model: keras.Model, output_names: list[str]):
         def loss_fn(batch: dict):
@@ -114,13 +121,14 @@ def function(
     outputs: Mapping[str, Any] | None = None,
     updates: Sequence[Minimize] | Minimize | None = None,
     mode: str = "graph",
+    parallel: Any = None,
 ) -> Function:
     """Compile symbolic ``outputs`` of ``keras.Input`` tensors, optionally with ``updates``.
 
     With updates, a call runs forward + backward + every update in order and
     returns the outputs (computed before the updates) with each group's loss
-    and gradient norms. Without, a call is forward only.
+    and gradient norms. Without, a call is forward only. ``parallel``: see ``make_step``.
     """
     if isinstance(updates, Minimize):
         updates = [updates]
-    return Function(list(inputs), dict(outputs or {}), list(updates or []), mode)
+    return Function(list(inputs), dict(outputs or {}), list(updates or []), mode, parallel)

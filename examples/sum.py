@@ -32,6 +32,9 @@ class Config(core.RunConfig):
     """size of the training set"""
     test_samples: int = core.arg(10, min=1)
     """size of the test set"""
+    devices: str = "1"
+    """devices to step on, data parallel: N or all (CUSTOMLOOP_CPU_DEVICES=N shows a CPU as N devices); the
+    batch size and the test set must divide by the device count"""
     mode: Literal["eager", "graph", "xla"] = "xla"
     """how steps are compiled: eager (plain Python, for debugging), graph (tf.function; jax.jit on JAX) or
     xla (tf.function with jit_compile; jax.jit on JAX)"""
@@ -52,34 +55,50 @@ def sse(y_true, y_pred):
     return ops.sum(ops.square(y_true - y_pred))
 
 
-def build(config: Config):
+def build(config: Config, parallel: core.DataParallel | core.SingleDevice):
     """Model, symbolic graph and the compiled train / test functions (the article's steps 2-4)."""
     x = keras.Input(shape=[2], name="x")
     y_true = keras.Input(shape=[1], name="y_true")
-    model = keras.Model(x, keras.layers.Dense(1)(x))
+    with parallel.scope():
+        model = keras.Model(x, keras.layers.Dense(1)(x))
+        optimizer = keras.optimizers.Adam(learning_rate=config.lr)
     y_pred = model(x)
     loss = sse(y_true, y_pred)
-    optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+    # A mean over rows is the same figure however the rows are split over devices; a sum is not.
+    mse = ops.mean(ops.square(y_true - y_pred))
     updates = core.minimize(loss, model.trainable_variables, optimizer)
-    train = core.function(inputs=[x, y_true], outputs={"loss": loss}, updates=updates, mode=config.mode)
-    test = core.function(inputs=[x, y_true], outputs={"loss": loss}, mode=config.mode)
+    kw = {"inputs": [x, y_true], "mode": config.mode, "parallel": parallel}
+    train = core.function(outputs={"loss": loss}, updates=updates, **kw)
+    test = core.function(outputs={"mse": mse}, **kw)
     return model, optimizer, train, test
+
+
+def check_divisible(config: Config, devices: int) -> None:
+    for flag, rows in (("--batch-size", config.batch_size), ("--test-samples", config.test_samples)):
+        if rows % devices:
+            raise core.UsageError(f"{flag} {rows} does not divide over {devices} devices")
 
 
 def train(config: Config) -> dict:
     """Run the article's loop; return the summary."""
+    parallel = core.devices_from_flag(config.devices)  # first: a cluster forms before any tensor exists
+    check_divisible(config, parallel.num_devices)
     rng = core.seed_everything(config.seed)
     x_train, y_train = make_dataset(config.train_samples, rng)
     x_test, y_test = make_dataset(config.test_samples, rng)
-    model, optimizer, train_fn, test_fn = build(config)
-    print(f"stepping on {core.describe_device()}")
+    x_test, y_test = parallel.local_rows(x_test), parallel.local_rows(y_test)
+    model, optimizer, train_fn, test_fn = build(config, parallel)
+    print(f"stepping on {core.describe_device()}, {parallel.describe()}")
     per_epoch = config.train_samples // config.batch_size  # full batches; the remainder waits for a reshuffle
     total = config.epochs * per_epoch
     objects = {"model": model, "optimizer": optimizer}
-    with core.Run(config, objects, total=total, desc="sum", bar_keys=["loss"], checkpoint_every=per_epoch) as run:
+    run = core.Run(
+        config, objects, total=total, desc="sum", bar_keys=["loss"], checkpoint_every=per_epoch, chief=parallel.is_chief
+    )
+    with run:
         while run.running:
             epoch, done = divmod(run.step, per_epoch)
-            xs, ys = epoch_batches(x_train, y_train, config, epoch)
+            xs, ys = epoch_batches(x_train, y_train, config, epoch, parallel)
             while done < per_epoch and not run.stop_requested:
                 n = min(config.steps_per_call, per_epoch - done)
                 if n > 1:  # n batches stacked on a steps axis, one compiled call
@@ -89,27 +108,33 @@ def train(config: Config) -> dict:
                 run.advance(n, {"loss": loss})
                 done += n
             if done == per_epoch:
-                test_mse = test_fn([x_test, y_test])["loss"] / config.test_samples
+                test_mse = test_fn([x_test, y_test])["mse"]
                 run.log({"losses/train_sse": np.mean(loss), "losses/test_mse": test_mse})
                 if (epoch + 1) % max(1, config.epochs // 10) == 0 or epoch + 1 == config.epochs:
                     run.write(f"epoch {epoch + 1}: train SSE {np.mean(loss):.4g}, test MSE {test_mse:.4g}")
 
     kernel, bias = (keras.ops.convert_to_numpy(w).astype("float64") for w in model.layers[-1].weights)
-    test_mse = test_fn([x_test, y_test])["loss"] / config.test_samples
+    test_mse = test_fn([x_test, y_test])["mse"]
     print(f"test MSE {test_mse:.3g}")
     print(f"learned kernel {kernel.ravel().round(4).tolist()}  bias {bias.round(4).tolist()}  (exact: [1, 1], [0])")
-    figures = {"test_mse": test_mse, "kernel": kernel.ravel().tolist(), "bias": bias.ravel().tolist()}
+    figures = {
+        "test_mse": test_mse,
+        "kernel": kernel.ravel().tolist(),
+        "bias": bias.ravel().tolist(),
+        "devices": parallel.num_devices,
+    }
     return run.write_summary({**figures, "epochs": run.step // per_epoch})
 
 
-def epoch_batches(x: np.ndarray, y: np.ndarray, config: Config, epoch: int):
-    """One epoch's full batches, shuffled by (seed, epoch) so a resumed run sees the same order, on the device."""
+def epoch_batches(x: np.ndarray, y: np.ndarray, config: Config, epoch: int, parallel):
+    """One epoch's full batches, shuffled by (seed, epoch) so a resumed run (and every process) sees the same
+    order; this process's rows of each, on the device."""
     order = np.random.default_rng([config.seed, 2, epoch]).permutation(len(x))
     per_epoch = len(x) // config.batch_size
     keep = order[: per_epoch * config.batch_size]
-    xs = ops.convert_to_tensor(x[keep].reshape(per_epoch, config.batch_size, 2))
-    ys = ops.convert_to_tensor(y[keep].reshape(per_epoch, config.batch_size, 1))
-    return xs, ys
+    xs = parallel.local_rows(x[keep].reshape(per_epoch, config.batch_size, 2), axis=1)
+    ys = parallel.local_rows(y[keep].reshape(per_epoch, config.batch_size, 1), axis=1)
+    return ops.convert_to_tensor(xs), ops.convert_to_tensor(ys)
 
 
 def main(argv: list[str] | None = None) -> int:

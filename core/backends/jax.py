@@ -124,9 +124,10 @@ def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
 class _Compiled:
     """A stateful Keras function turned into a jitted pure function of the variables' values."""
 
-    def __init__(self, fn: Callable, mode: str):
+    def __init__(self, fn: Callable, mode: str, parallel: Any = None):
         self.fn = fn
         self.mode = mode
+        self.parallel = parallel
         self.state: list | None = None  # every variable a call touches, in a fixed order
         self.written: list = []  # the ones it assigns
         self.traces = 0
@@ -164,11 +165,16 @@ class _Compiled:
             def call(state_values, *dynamic, template=template):
                 return self._pure(state_values, *_interleave(template, dynamic))
 
-            self._jitted[static] = call if self.mode == "eager" else jax.jit(call)
+            # Data parallel: every output replicated, so any process can read logs and new weights.
+            sharded = {} if self.parallel is None else {"out_shardings": self.parallel.replicated}
+            self._jitted[static] = call if self.mode == "eager" else jax.jit(call, **sharded)
         dynamic = tuple(a for a in args if not isinstance(a, int))
         # Public reads and writes cost about 1 and 2 us a variable on CPU (Keras 3.15.1: scope and dtype
         # checks), ~110 us a call for a 53-variable GAN step; Keras offers no cheaper public route.
-        out, new_values = self._jitted[static]([v.value for v in self.state], *dynamic)
+        values = [v.value for v in self.state]
+        if self.parallel is not None:
+            values = [self.parallel.replicate(x) for x in values]
+        out, new_values = self._jitted[static](values, *dynamic)
         for v, value in zip(self.written, new_values):
             v.assign(value)
         return out
@@ -180,9 +186,9 @@ def _interleave(template: tuple, dynamic: Sequence) -> tuple:
     return tuple(a if isinstance(a, int) else next(it) for a in template)
 
 
-def compile_fn(fn: Callable, mode: str, input_signature: list | None) -> Callable:
+def compile_fn(fn: Callable, mode: str, input_signature: list | None, parallel: Any = None) -> Callable:
     """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}; on JAX, graph and XLA are both jax.jit."""
-    return _Compiled(fn, mode)
+    return _Compiled(fn, mode, parallel)
 
 
 def fast_entry(compiled: Callable, input_signature: list | None) -> Callable:
@@ -275,3 +281,81 @@ def enable_compilation_cache(folder: Path) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
+
+
+# ----- Data parallel: a keras.distribution mesh, global arrays, GSPMD -----
+class DataParallelMechanics:
+    """Replicated variables and batches split along their rows on a ``keras.distribution.DataParallel`` mesh.
+
+    ``jax.jit`` partitions the unchanged step (GSPMD): its math sees the global batch, so it computes what one
+    device would on the whole batch, collectives included. Processes started with Keras'
+    ``KERAS_DISTRIBUTION_*`` variables have joined in ``core``'s import (``initialize_processes``).
+    """
+
+    loops_with_updates = True
+
+    def __init__(self, count: int | None):
+        from core.config import UsageError
+
+        devices = keras.distribution.list_devices()
+        if count is None:
+            count = len(devices)
+        if count > len(devices):
+            raise UsageError(
+                f"--devices {count}: only {len(devices)} device(s) are visible ({', '.join(devices)}); "
+                "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
+            )
+        if jax.process_count() > 1 and count != len(devices):
+            raise UsageError(
+                f"--devices {count}: a run of {jax.process_count()} processes steps on all "
+                f"{len(devices)} devices (--devices all)"
+            )
+        self.distribution = keras.distribution.DataParallel(devices=devices[:count])
+        self.mesh = self.distribution.device_mesh.backend_mesh
+        self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        self._device_set = set(self.mesh.devices.flat)
+        self.num_devices, self.num_processes, self.process_index = count, jax.process_count(), jax.process_index()
+
+    def describe(self) -> str:
+        return f"keras.distribution.DataParallel over {', '.join(map(str, self.mesh.devices.flat))}"
+
+    def scope(self):
+        return self.distribution.scope()
+
+    def put(self, value: Any, leading: int) -> Any:
+        """This process's rows of a batch (stacked steps first) as one global array split along the rows."""
+        spec = jax.sharding.PartitionSpec(*([None] * leading), self.distribution.batch_dim_name)
+        return jax.make_array_from_process_local_data(jax.sharding.NamedSharding(self.mesh, spec), value)
+
+    def replicate(self, value: Any) -> Any:
+        """``value`` on every device of the mesh (variables created or loaded outside the scope included)."""
+        sharding = getattr(value, "sharding", None)
+        if sharding is not None and sharding.is_fully_replicated and sharding.device_set == self._device_set:
+            return value
+        host = np.asarray(value)
+        return jax.make_array_from_callback(host.shape, self.replicated, lambda index: host[index])
+
+    def wrap(self, fn: Callable, kind: str) -> Callable:
+        return fn  # the step's math already is the global computation
+
+    def check_variables(self, variables: Sequence[Any]) -> None:
+        return None  # every value is replicated at each call, wherever it was created
+
+    def mean_gradients(self, grads: list) -> list:
+        return grads  # gradients of the global loss already
+
+    def optimizer_gradients(self, grads: list) -> list:
+        return grads
+
+
+def initialize_processes() -> None:
+    """Join the processes Keras' ``KERAS_DISTRIBUTION_*`` variables describe, before JAX picks its devices."""
+    import os
+
+    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
+        keras.distribution.initialize()
+
+
+def split_cpu(count: int) -> None:
+    """Show the host CPU as ``count`` devices (before JAX first looks at its devices)."""
+    jax.config.update("jax_num_cpu_devices", int(count))

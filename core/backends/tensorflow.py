@@ -35,10 +35,15 @@ def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
     return y, tape.gradient(total, x)
 
 
-def compile_fn(fn: Callable, mode: str, input_signature: list | None) -> Callable:
-    """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}."""
+def compile_fn(fn: Callable, mode: str, input_signature: list | None, parallel: Any = None) -> Callable:
+    """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}.
+
+    A data-parallel step compiles as a graph in "xla" mode too: XLA does not compile ``strategy.run``.
+    """
     if mode == "eager":
         return fn
+    if parallel is not None:
+        mode = "graph"
     # No autograph: the step is plain Python over groups with explicit tf.while_loop
     # fusion, and without it our own errors (unconnected variables) reach the user unwrapped.
     return tf.function(
@@ -147,3 +152,138 @@ def fast_entry(compiled: Callable, input_signature: list | None) -> Callable:
 def enable_compilation_cache(folder: Any) -> None:
     """tf.function graphs have no persistent cache: every run traces and optimises them anew."""
     return None
+
+
+# ----- Data parallel: tf.distribute -----
+class DataParallelMechanics:
+    """A ``MirroredStrategy`` over local devices, or a ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a
+    cluster. Each replica steps on its rows; what keeps the replicas one model:
+
+    - gradients all-reduced to their mean before a group's transform (clipping sees the global gradients), then
+      divided by the replica count for the Keras optimizer, which sums gradients over replicas when it applies;
+    - non-trainable float variables created in :meth:`scope` average every write across replicas
+      (BatchNormalization's moving statistics; its batch statistics stay per replica unless the layer has
+      ``synchronized=True``);
+    - seed generators created in :meth:`scope` are shifted by the replica's index while it steps, so no two
+      replicas draw the same noise, and shifted back, so their saved state stays one value.
+    """
+
+    # The Keras optimizer's apply goes through merge_call, which cannot run inside a loop in a replica.
+    loops_with_updates = False
+
+    def __init__(self, count: int | None):
+        import json
+        import os
+
+        from core.config import UsageError
+
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        workers = cluster.get("cluster", {}).get("worker", [])
+        if workers:
+            self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            self.num_processes, self.process_index = len(workers), int(cluster.get("task", {}).get("index", 0))
+            if count is not None and count != self.strategy.num_replicas_in_sync:
+                raise UsageError(
+                    f"--devices {count}: a run of {len(workers)} processes steps on all "
+                    f"{self.strategy.num_replicas_in_sync} devices (--devices all)"
+                )
+        else:
+            visible = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            count = len(visible) if count is None else count
+            if count > len(visible):
+                raise UsageError(
+                    f"--devices {count}: only {len(visible)} device(s) are visible "
+                    f"({', '.join(d.name for d in visible)}); on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N"
+                )
+            self.strategy = tf.distribute.MirroredStrategy([d.name for d in visible[:count]])
+            self.num_processes, self.process_index = 1, 0
+        self.num_devices = self.strategy.num_replicas_in_sync
+        self.local_replicas = self.num_devices // self.num_processes
+        self.seed_states: list = []
+
+    def describe(self) -> str:
+        return f"tf.distribute.{type(self.strategy).__name__} over {', '.join(self.strategy.extended.worker_devices)}"
+
+    def scope(self):
+        import contextlib
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.strategy.scope())
+        stack.enter_context(tf.variable_creator_scope(self._create))
+        return stack
+
+    def _create(self, next_creator: Callable, **kwargs: Any) -> Any:
+        dtype = tf.as_dtype(kwargs.get("dtype") or tf.float32)
+        unaggregated = kwargs.get("aggregation") in (None, tf.VariableAggregation.NONE)
+        if dtype.is_floating and not kwargs.get("trainable", True) and unaggregated:
+            kwargs["aggregation"] = tf.VariableAggregation.MEAN
+        variable = next_creator(**kwargs)
+        if dtype.is_integer and str(kwargs.get("name", "")).endswith("seed_generator_state"):
+            self.seed_states.append(variable)
+        return variable
+
+    def put(self, value: Any, leading: int) -> Any:
+        return value  # rows are dealt to the replicas inside the compiled call
+
+    def check_variables(self, variables: Sequence[Any]) -> None:
+        from core.step import StepDefinitionError
+
+        for v in variables:
+            if not isinstance(getattr(v, "value", v), tf.distribute.DistributedValues):
+                raise StepDefinitionError(
+                    f"variable {getattr(v, 'path', v.name)!r} was created outside parallel.scope(); "
+                    "build the models and optimizers inside it"
+                )
+
+    def mean_gradients(self, grads: list) -> list:
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, list(grads))
+
+    def optimizer_gradients(self, grads: list) -> list:
+        return [g / self.num_devices for g in grads]
+
+    def wrap(self, fn: Callable, kind: str) -> Callable:
+        """``fn`` (one step's math on a batch) run on every replica's rows, its outputs reduced to one value."""
+
+        def each_replica(batch):
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            shifts = [tf.cast(tf.stack([replica * 1_000_003, 0]), s.dtype) for s in self.seed_states]
+            for state, shift in zip(self.seed_states, shifts):
+                state.assign_add(shift)
+            out = fn(batch)
+            for state, shift in zip(self.seed_states, shifts):
+                state.assign_sub(shift)
+            return out
+
+        def all_replicas(batch):
+            results = self.strategy.run(each_replica, args=(self._deal(batch),))
+            return tf.nest.map_structure(lambda r: self._reduce(r, kind), results)
+
+        return all_replicas
+
+    def _deal(self, batch: dict) -> Any:
+        n = self.local_replicas
+
+        def rows(context):
+            i = context.replica_id_in_sync_group % n
+            return {k: v[i * (tf.shape(v)[0] // n) : (i + 1) * (tf.shape(v)[0] // n)] for k, v in batch.items()}
+
+        return self.strategy.experimental_distribute_values_from_function(rows)
+
+    def _reduce(self, value: Any, kind: str) -> Any:
+        first = self.strategy.experimental_local_results(value)[0]
+        if kind == "grads":  # all-reduced in the step: every replica holds the same
+            return first
+        if first.shape.rank == 0:
+            return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+        return self.strategy.gather(value, axis=0)  # per-row outputs, back in the batch's order
+
+
+def initialize_processes() -> None:
+    """TensorFlow joins a cluster when the strategy is made (``TF_CONFIG``): nothing to do at import."""
+    return None
+
+
+def split_cpu(count: int) -> None:
+    """Show the host CPU as ``count`` logical devices (before TensorFlow's runtime starts)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(count))
