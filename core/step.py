@@ -342,7 +342,10 @@ class StepFunctions:
 
     def _gradients_math(self, batch: dict) -> dict:
         batch = self._prepared(batch)
-        return {g.name: self._group_grads(g, batch)[2] for g in self.groups}
+        grads = {g.name: self._group_grads(g, batch)[2] for g in self.groups}
+        if self._parallel is not None:  # the global batch's gradients, as an update would use them
+            grads = {name: list(self._parallel.mean_gradients(gs)) for name, gs in grads.items()}
+        return grads
 
     def _train_many_math(self, batches: dict) -> dict:
         b = self._backend
