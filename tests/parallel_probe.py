@@ -3,13 +3,12 @@
 Run with CUSTOMLOOP_CPU_DEVICES=2; prints one JSON line of measured differences and values.
 """
 
-import json
+import json  # noqa: I001  (core first: it splits the CPU into devices before the backend starts)
 import os
-
-import numpy as np
 
 import core
 import keras
+import numpy as np
 from keras import ops
 
 ROWS = 8

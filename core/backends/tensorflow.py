@@ -193,7 +193,8 @@ class DataParallelMechanics:
             if count > len(visible):
                 raise UsageError(
                     f"--devices {count}: only {len(visible)} device(s) are visible "
-                    f"({', '.join(d.name for d in visible)}); on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
+                    f"({', '.join(d.name for d in visible)}); "
+                    "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
                 )
             self.strategy = tf.distribute.MirroredStrategy([d.name for d in visible[:count]])
             self.num_processes, self.process_index = 1, 0
