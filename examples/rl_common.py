@@ -37,15 +37,16 @@ def log_probs(logits, actions):
     return ops.sum(ops.one_hot(actions, ops.shape(logits)[-1]) * logp_all, axis=-1)
 
 
-def evaluate(agent, env_id: str, episodes: int, seed: int) -> list[float]:
-    """Greedy returns of ``episodes`` episodes, one per environment of a vector env."""
+def evaluate(policy, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Returns of ``episodes`` episodes, one per environment of a vector env, acting with ``policy`` (the agent's
+    compiled ``greedy`` or ``sample`` call)."""
     env, info = make_vector_env(env_id, episodes, "sync")
     try:
         obs, _ = env.reset(seed=seed)
         totals = np.zeros(episodes)
         done = np.zeros(episodes, bool)
         while not done.all():
-            actions = agent.greedy({"obs": np.asarray(obs, np.float32)})
+            actions = policy({"obs": np.asarray(obs, np.float32)})
             obs, rewards, terminated, truncated, _ = env.step(actions + info.action_start)
             totals += np.where(done, 0.0, rewards)
             done |= np.logical_or(terminated, truncated)
