@@ -64,6 +64,16 @@ class DataParallel:
         index[axis] = slice(self.process_index * block, (self.process_index + 1) * block)
         return x[tuple(index)]
 
+    def step_rows(self, rows: int) -> int:
+        """How many of a global batch's ``rows`` one run of a step's math sees: a step that makes its own batch
+        (noise, data drawn on the device) draws this many (TensorFlow: a replica's share; JAX: all of them)."""
+        return self.mechanics.step_rows(rows)
+
+    def shard_rows(self, x: Any) -> Any:
+        """Inside a step: split a batch the step made itself along its rows over the devices (JAX; a replica's
+        rows are already its own on TensorFlow)."""
+        return self.mechanics.shard_rows(x)
+
     def describe(self) -> str:
         where = f" in {self.num_processes} processes" if self.num_processes > 1 else ""
         return f"data parallel over {self.num_devices} device(s){where}: {self.mechanics.describe()}"
@@ -81,6 +91,12 @@ class SingleDevice:
         return contextlib.nullcontext()
 
     def local_rows(self, x: Any, axis: int = 0) -> Any:
+        return x
+
+    def step_rows(self, rows: int) -> int:
+        return rows
+
+    def shard_rows(self, x: Any) -> Any:
         return x
 
     def describe(self) -> str:

@@ -129,6 +129,9 @@ class Config(core.RunConfig):
     mode: Literal["eager", "graph", "xla"] = "graph"
     """how the step is compiled: eager (debugging), graph (tf.function; jax.jit on JAX) or xla (jit_compile:
     helps the small 2D step, hurts the convolutional one on the CPU)"""
+    devices: str = "1"
+    """devices to step on, data parallel: N or all (CUSTOMLOOP_CPU_DEVICES=N shows a CPU as N devices); the
+    batch size must divide by devices x pack"""
 
     def validate(self) -> None:
         if self.dataset == "folder" and self.data_dir is None:
@@ -283,12 +286,19 @@ def dtype_policy(name: str):
 class GAN:
     """Both networks, both optimizers, the noise / data seed generator and the compiled step."""
 
-    def __init__(self, config: Config, images: np.ndarray | None = None):
-        s = self.s = settings(config)
+    def __init__(self, config: Config, images: np.ndarray | None = None, parallel=None):
+        self.s = settings(config)
         self.config = config
+        self.parallel = parallel or core.SingleDevice()
+        with self.parallel.scope():
+            self._build(images)
+
+    def _build(self, images: np.ndarray | None) -> None:
+        s, config = self.s, self.config
         self.is_2d = config.dataset in DATASETS_2D
         self.on_device = False
         self.batch_size = s["batch_size"]
+        self.step_rows = self.parallel.step_rows(self.batch_size)  # rows a step draws for itself
         self.pack = s["pack"]
         self.seed_gen = keras.random.SeedGenerator(config.seed)
         with dtype_policy(config.precision):
@@ -320,7 +330,7 @@ class GAN:
             core.copy_weights(self.G_avg, self.G)
             after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"], count=self.g_opt.iterations)]
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
-        self.step = core.make_step(groups, inputs=inputs, mode=config.mode, after_update=after)
+        self.step = core.make_step(groups, inputs, mode=config.mode, after_update=after, parallel=self.parallel)
 
     def _build_models(self, images: np.ndarray | None) -> None:
         if self.is_2d:
@@ -366,12 +376,12 @@ class GAN:
             return ops.cast(ops.take(self.images, batch["idx"], axis=0), "float32") / 127.5 - 1.0
         if not self.is_2d:
             return batch["x"]
-        idx = keras.random.randint((self.batch_size,), 0, len(self.modes_np), seed=self.seed_gen)
-        noise = keras.random.normal((self.batch_size, 2), stddev=self.std / self.data_scale, seed=self.seed_gen)
-        return ops.take(self.modes, idx, axis=0) + noise
+        idx = keras.random.randint((self.step_rows,), 0, len(self.modes_np), seed=self.seed_gen)
+        noise = keras.random.normal((self.step_rows, 2), stddev=self.std / self.data_scale, seed=self.seed_gen)
+        return self.parallel.shard_rows(ops.take(self.modes, idx, axis=0) + noise)
 
     def noise(self, n):
-        return keras.random.normal((n, self.z_dim), seed=self.seed_gen)
+        return self.parallel.shard_rows(keras.random.normal((n, self.z_dim), seed=self.seed_gen))
 
     def d_scores(self, x):
         return self.D(x, training=True)
@@ -405,7 +415,8 @@ class GAN:
         return loss + penalty, aux
 
     def g_loss(self, batch):
-        n = ops.shape(batch["x"])[0] if "x" in batch else self.batch_size
+        rows = batch.get("x", batch.get("idx"))
+        n = self.step_rows if rows is None else ops.shape(rows)[0]
         fake_scores = self.d_scores(pack(self.G(self.noise(n), training=True), self.pack))
         return ns_g_loss(fake_scores) if self.config.loss == "ns" else wgan_g_loss(fake_scores)
 
@@ -466,17 +477,23 @@ BAR_KEYS = ["d/loss", "g/loss", "d/grad_norm", "g/grad_norm"]
 
 def train(config: Config) -> dict:
     """Train; return the summary (also written to --out/summary.json)."""
+    parallel = core.devices_from_flag(config.devices)  # first: a cluster forms before any tensor exists
+    s = settings(config)
+    if s["batch_size"] % (parallel.num_devices * s["pack"]):
+        raise core.UsageError(
+            f"--batch-size {s['batch_size']} does not divide over {parallel.num_devices} devices x pack {s['pack']}"
+        )
     rng = core.seed_everything(config.seed)
     if config.dataset in DATASETS_2D:
-        return train_2d(config, rng)
-    return train_images(config, rng)
+        return train_2d(config, rng, parallel)
+    return train_images(config, rng, parallel)
 
 
-def train_2d(config: Config, rng: np.random.Generator) -> dict:
+def train_2d(config: Config, rng: np.random.Generator, parallel) -> dict:
     """Steps fused ``steps_per_call`` at a time; mode coverage scored on a fixed noise batch every ``log_every``."""
-    gan = GAN(config)
+    gan = GAN(config, parallel=parallel)
     eval_z = np.random.default_rng(config.seed + 1).standard_normal((config.num_samples, gan.z_dim)).astype("float32")
-    print(f"stepping on {core.describe_device()}")
+    print(f"stepping on {core.describe_device()}, {parallel.describe()}")
     frames: list[np.ndarray] = []
     with _open_run(config, gan, rng, gan.s["steps"], config.checkpoint_every) as run:
         last_log = run.step
@@ -493,7 +510,9 @@ def train_2d(config: Config, rng: np.random.Generator) -> dict:
     samples = gan.sample(eval_z)
     metrics = gan_metrics.mode_metrics(samples, gan.modes_np, gan.std)
     print(f"{config.dataset} after {run.step} steps ({run.elapsed():.1f} s): {_fmt_metrics(metrics)}")
-    summary = run.write_summary({"dataset": config.dataset, "steps": run.step, **metrics})
+    summary = run.write_summary(
+        {"dataset": config.dataset, "steps": run.step, "devices": parallel.num_devices, **metrics}
+    )
     caption = f"{config.dataset}, {run.step} steps: {_fmt_metrics(metrics)}"
     picture = scatter_png(samples, gan.modes_np, gan.std, caption=caption)
     _write_outputs(run, samples, picture, frames, "training.gif", fps=4)
@@ -518,6 +537,7 @@ def _open_run(config: Config, gan: GAN, rng: np.random.Generator, total: int, ch
         checkpoint_every=checkpoint_every,
         rng=rng,
         must_match=("dataset",),
+        chief=gan.parallel.is_chief,
     )
 
 
@@ -542,18 +562,19 @@ def _load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
     return images, None
 
 
-def train_images(config: Config, rng: np.random.Generator) -> dict:
+def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     """A fixed batch order per (seed, epoch); a grid of samples from fixed noise per epoch."""
     images, labels = _load_images(config)
     if settings(config)["batch_size"] > len(images):
         raise core.UsageError(f"--batch-size {settings(config)['batch_size']} exceeds the {len(images)} images")
-    gan = GAN(config, images)
+    gan = GAN(config, images, parallel)
     per_epoch = len(images) // gan.batch_size
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     fixed_z = np.random.default_rng(config.seed + 1).standard_normal((64, gan.z_dim)).astype("float32")
     scale = 2 if images.shape[1] < 64 else 1
     where = "on the device" if gan.on_device else "through the input pipeline, 1 step per call"
-    print(f"stepping on {core.describe_device()}; {images.nbytes / 2**20:.1f} MiB of images {where}")
+    mib = images.nbytes / 2**20
+    print(f"stepping on {core.describe_device()}, {parallel.describe()}; {mib:.1f} MiB of images {where}")
     with _open_run(config, gan, rng, total, per_epoch) as run:
         if run.out is not None and not config.resume:  # grids a crashed earlier run left must not join this GIF
             for old in run.out.glob("grids/epoch_*.png"):
@@ -570,7 +591,8 @@ def train_images(config: Config, rng: np.random.Generator) -> dict:
                 run.write(f"epoch {run.step / per_epoch:.2f}: {bar}")
 
     print(f"{config.dataset}: {run.step} steps in {run.elapsed():.1f} s")
-    summary = run.write_summary({"dataset": config.dataset, "steps": run.step, "epochs": run.step / per_epoch})
+    figures = {"dataset": config.dataset, "steps": run.step, "epochs": run.step / per_epoch}
+    summary = run.write_summary({**figures, "devices": parallel.num_devices})
     samples = gan.sample(np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, gan.z_dim)))
     if labels is not None and config.quality:
         cache = [Path(config.classifier_cache).expanduser()] + ([run.out] if run.out else [])
@@ -596,7 +618,9 @@ def _epoch_calls(config: Config, gan: GAN, images: np.ndarray, run: core.Run, pe
     if gan.on_device:
         while run.running:
             n = min(gan.s["steps_per_call"], run.total - run.step, per_epoch - run.step % per_epoch)
-            idx = gan_data.batch_indices(len(images), gan.batch_size, epoch_seed, run.step, n)
+            idx = gan.parallel.local_rows(
+                gan_data.batch_indices(len(images), gan.batch_size, epoch_seed, run.step, n), 1
+            )
             logs = gan.step.train_steps({"idx": idx}) if n > 1 else gan.step.train_step({"idx": idx[0]})
             run.advance(n, logs)
             yield n, logs
@@ -604,7 +628,7 @@ def _epoch_calls(config: Config, gan: GAN, images: np.ndarray, run: core.Run, pe
                 return
         return
     for batch in gan_data.image_batches(images, gan.batch_size, seed=epoch_seed(epoch), skip=offset):
-        logs = gan.step.train_step({"x": batch})
+        logs = gan.step.train_step({"x": gan.parallel.local_rows(batch)})
         run.advance(1, logs)
         yield 1, logs
         if not run.running:

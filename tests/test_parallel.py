@@ -108,3 +108,15 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
     assert abs(resumed["test_mse"] - single["test_mse"]) <= 1e-4 * single["test_mse"] + 1e-7
     assert resumed["kernel"] == pytest.approx(single["kernel"], rel=1e-4)
     assert single["test_mse"] < 5.0  # four epochs from a random start: it is learning
+
+
+@pytest.mark.parametrize("dataset", ["ring", "mnist"])
+def test_gan_steps_on_two_devices(tmp_path, dataset, mnist_dir):
+    args = ["-m", "examples.gan", "--devices", "2", "--out", str(tmp_path / "d"), "--dataset", dataset]
+    args += ["--steps", "200", "--log-every", "100"] if dataset == "ring" else ["--steps", "4", "--no-quality"]
+    args += ["--data-dir", str(mnist_dir)] if dataset == "mnist" else []
+    res = run(args, timeout=600, CUSTOMLOOP_CPU_DEVICES="2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "data parallel over 2 device(s)" in res.stdout
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["devices"] == 2 and summary["steps"] == (200 if dataset == "ring" else 4)

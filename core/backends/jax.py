@@ -335,6 +335,13 @@ class DataParallelMechanics:
         host = np.asarray(value)
         return jax.make_array_from_callback(host.shape, self.replicated, lambda index: host[index])
 
+    def step_rows(self, rows: int) -> int:
+        return rows
+
+    def shard_rows(self, x: Any) -> Any:
+        spec = jax.sharding.PartitionSpec(self.distribution.batch_dim_name)
+        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(self.mesh, spec))
+
     def wrap(self, fn: Callable, kind: str) -> Callable:
         return fn  # the step's math already is the global computation
 

@@ -226,6 +226,12 @@ class DataParallelMechanics:
     def put(self, value: Any, leading: int) -> Any:
         return value  # rows are dealt to the replicas inside the compiled call
 
+    def step_rows(self, rows: int) -> int:
+        return rows // self.num_devices
+
+    def shard_rows(self, x: Any) -> Any:
+        return x
+
     def check_variables(self, variables: Sequence[Any]) -> None:
         from core.step import StepDefinitionError
 
