@@ -88,4 +88,9 @@ for platform in gpu cpu; do
   JAX_PLATFORMS=$([ "$platform" = gpu ] && echo cuda || echo cpu) timeout 300 \
     python3 -m benchmarks.policy_gradient throughput --backends jax --num-envs "${NUM_ENVS:-65536}"
 done
+# The data-parallel code path on one GPU against the plain path (issue: overhead under 5 %).
+if [ "$gpu" = 1 ] && [ -d "$mnist" ]; then
+  echo "data-parallel path on one GPU:"
+  JAX_PLATFORMS=cuda timeout 300 python3 -m benchmarks.parallel_step --data-dir "$mnist" --steps 200 --rounds 3
+fi
 echo "logs and summaries: $out"

@@ -543,7 +543,7 @@ def _open_run(config: Config, gan: GAN, rng: np.random.Generator, total: int, ch
 
 def _write_outputs(run: core.Run, samples: np.ndarray, picture, frames: list, gif: str, fps: float, scale=1) -> None:
     """samples.npy, samples.png and the GIF under --out, after summary.json; say how to resume if interrupted."""
-    if run.out is not None:
+    if run.out is not None and run.chief:
         np.save(run.out / "samples.npy", samples.astype("float32"))
         core.save_png(picture, run.out / "samples.png", scale=scale)
         if frames:
@@ -576,7 +576,7 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     mib = images.nbytes / 2**20
     print(f"stepping on {core.describe_device()}, {parallel.describe()}; {mib:.1f} MiB of images {where}")
     with _open_run(config, gan, rng, total, per_epoch) as run:
-        if run.out is not None and not config.resume:  # grids a crashed earlier run left must not join this GIF
+        if run.out is not None and run.chief and not config.resume:  # a crashed run's grids must not join this GIF
             for old in run.out.glob("grids/epoch_*.png"):
                 old.unlink()
         while run.running:
@@ -584,7 +584,7 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
                 if run.step // 50 > (run.step - n) // 50:
                     run.log(logs)
             if run.step % per_epoch == 0 or run.step >= run.total:
-                if run.out is not None:
+                if run.out is not None and run.chief:
                     grid = core.image_grid(gan.sample(fixed_z), cols=8)
                     core.save_png(grid, run.out / "grids" / f"epoch_{run.step / per_epoch:07.2f}.png", scale=scale)
                 bar = ", ".join(f"{k} {float(np.mean(logs[k])):.4g}" for k in BAR_KEYS)
@@ -594,7 +594,7 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     figures = {"dataset": config.dataset, "steps": run.step, "epochs": run.step / per_epoch}
     summary = run.write_summary({**figures, "devices": parallel.num_devices})
     samples = gan.sample(np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, gan.z_dim)))
-    if labels is not None and config.quality:
+    if labels is not None and config.quality and run.chief:
         cache = [Path(config.classifier_cache).expanduser()] + ([run.out] if run.out else [])
         summary = run.write_summary(classifier_quality(images, labels, samples, cache, CLASSIFIER_EPOCHS))
         print(_fmt_quality(summary))

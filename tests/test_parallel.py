@@ -103,6 +103,7 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
     _sum(tmp_path / "two", 2, "--devices", "all", processes=2)
     resumed, printed = _sum(tmp_path / "two", 4, "--devices", "all", "--resume", processes=2)
     assert printed.count("resumed from") == 2 and "at step 100" in printed  # both processes read the checkpoint
+    assert len(list((tmp_path / "two" / "tb").glob("*tfevents*"))) == 2  # one per launch: process 0 writes
     assert single["devices"] == 1 and resumed["devices"] == 2
     assert resumed["epochs"] == 4
     assert abs(resumed["test_mse"] - single["test_mse"]) <= 1e-4 * single["test_mse"] + 1e-7
@@ -120,3 +121,10 @@ def test_gan_steps_on_two_devices(tmp_path, dataset, mnist_dir):
     assert "data parallel over 2 device(s)" in res.stdout
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["devices"] == 2 and summary["steps"] == (200 if dataset == "ring" else 4)
+
+
+def test_launch_returns_the_failure_of_its_processes(tmp_path):
+    args = ["-m", "core.launch", "--processes", "2", "--timeout", "120", "--", sys.executable]
+    res = run([*args, "-m", "examples.sum", "--devices", "5", "--out", str(tmp_path / "d")])
+    assert res.returncode == 2
+    assert "--devices 5: a run of 2 processes steps on all 2 devices" in res.stderr

@@ -300,15 +300,15 @@ class DataParallelMechanics:
         devices = keras.distribution.list_devices()
         if count is None:
             count = len(devices)
-        if count > len(devices):
-            raise UsageError(
-                f"--devices {count}: only {len(devices)} device(s) are visible ({', '.join(devices)}); "
-                "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
-            )
         if jax.process_count() > 1 and count != len(devices):
             raise UsageError(
                 f"--devices {count}: a run of {jax.process_count()} processes steps on all "
                 f"{len(devices)} devices (--devices all)"
+            )
+        if count > len(devices):
+            raise UsageError(
+                f"--devices {count}: only {len(devices)} device(s) are visible ({', '.join(devices)}); "
+                "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
             )
         self.distribution = keras.distribution.DataParallel(devices=devices[:count])
         self.mesh = self.distribution.device_mesh.backend_mesh
