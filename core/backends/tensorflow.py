@@ -83,8 +83,8 @@ def scan(f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bo
     """``keras.ops.scan`` without its TensorFlow limit (outputs shaped like the carry); the body may assign variables.
 
     The TensorArrays that collect the outputs need their structure, dtypes and shapes before the loop: in a
-    graph a throwaway trace of the body shows them (measured on the PPO iteration: a third less compile time
-    than running a first iteration outside the loop, which doubles the graph, at the same speed per call);
+    graph the body is traced once as a concrete function, whose outputs show them and which the loop body then
+    calls (tracing the body a second time inside the loop would double the tracing of every nested loop);
     eagerly, the first iteration runs outside the loop.
     """
     n = length if length is not None else tf.shape(tf.nest.flatten(xs)[0])[0]
@@ -96,22 +96,23 @@ def scan(f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bo
         carry, y = f(carry, x_at(i))
         return carry, tf.nest.map_structure(tf.convert_to_tensor, y)
 
+    step = call
     if tf.executing_eagerly():  # eager mode: the first iteration shows the outputs' structure
         first = n - 1 if reverse else 0
         carry, y = call(init, first)
         arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape).write(first, v) for v in tf.nest.flatten(y)]
         start = 1
-    else:  # in a graph: a throwaway trace shows the outputs; the loop body is the only copy in the graph
+    else:  # in a graph: the body traced once as a function, which shows the outputs and is what the loop calls
         init = tf.nest.map_structure(tf.convert_to_tensor, init)
         specs = tf.nest.map_structure(tf.TensorSpec.from_tensor, init)
-        probe = tf.function(call, autograph=False).get_concrete_function(specs, tf.TensorSpec([], tf.int32))
-        carry, y = init, probe.structured_outputs[1]
+        step = tf.function(call, autograph=False).get_concrete_function(specs, tf.TensorSpec([], tf.int32))
+        carry, y = init, step.structured_outputs[1]
         arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape) for v in tf.nest.flatten(y)]
         start = 0
 
     def body(k, carry, arrays):
         i = n - 1 - k if reverse else k
-        carry, y = call(carry, i)
+        carry, y = step(carry, i)
         return k + 1, carry, [a.write(i, v) for a, v in zip(arrays, tf.nest.flatten(y))]
 
     _, carry, arrays = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(start), carry, arrays))
