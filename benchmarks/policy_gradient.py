@@ -57,10 +57,16 @@ def seeds(args: argparse.Namespace, agent_args: list[str]) -> None:
                 s = run_example(backend, [*run, "--eval-episodes", evals, *agent_args], Path(tmp) / f"{backend}-{seed}")
                 rows[backend].append(s)
                 wall = s["wall_seconds_to_solve"]
+                monitors = ""
+                if s.get("greedy_envs"):  # device PPO's greedy monitors: when the training mean alone got there
+                    monitors = (
+                        f", training mean at target after {s['env_steps_to_train_target']}, greedy monitors' "
+                        f"mean {s['greedy_monitor_mean_return']} ({s['greedy_monitor_env_steps']} monitor steps)"
+                    )
                 print(
                     f"  {backend:10s} seed {seed}: solved {s['solved']!s:5s} env steps {s['env_steps_to_solve']} "
                     f"wall {wall and round(wall, 2)} s, final mean {s['final_mean_return']:.1f}, "
-                    f"greedy eval {s['eval_mean_return']}, sampling eval {s.get('sampled_eval_mean_return')}",
+                    f"greedy eval {s['eval_mean_return']}, sampling eval {s.get('sampled_eval_mean_return')}{monitors}",
                     flush=True,
                 )
     for backend, results in rows.items():

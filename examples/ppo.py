@@ -23,6 +23,9 @@ from keras import ops
 import core
 from examples.rl_common import log_probs, mlp, sample_actions
 
+# What the device path sends back to the host besides the losses: episode statistics and the non-finite guard.
+EPISODE_KEYS = ("ended", "episode_return", "obs_max", "greedy_ended", "greedy_return")
+
 
 def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
     """GAE(lambda) advantages and returns along axis 0 of (T, N) tensors.
@@ -64,6 +67,8 @@ class PPO:
     def __init__(self, cfg: Any, obs_dim: int, num_actions: int, env: Any = None):
         self.cfg, self.env = cfg, env
         self.T, self.N, self.obs_dim = cfg.rollout_steps, cfg.num_envs, obs_dim
+        # Greedy monitors: extra device environments acting with the argmax action, never learned from.
+        self.G = cfg.greedy_envs if env is not None else 0
         self.updates = cfg.epochs * cfg.minibatches
         self.policy = mlp(obs_dim, num_actions, cfg.hidden, "policy", out_scale=0.01)
         self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
@@ -85,7 +90,10 @@ class PPO:
             ]  # fmt: skip
         inputs = None
         if env is not None:  # the environments' state lives in variables, so it is checkpointed and resumed
-            start = env.reset(self.N, self.seed_gen)
+            # One batch of N + G environments, the monitors last: Keras' random draws and the policy's rows are
+            # prefix-consistent (the first N rows of an (N + G)-row draw equal an N-row draw, on TensorFlow and
+            # JAX; tested), so the N training environments see what they would without monitors.
+            start = env.reset(self.N + self.G, self.seed_gen)
             self.env_state = {k: keras.Variable(v, trainable=False, name=f"env_{k}") for k, v in start.items()}
         else:
             T, N, d = self.T, self.N, obs_dim
@@ -112,12 +120,22 @@ class PPO:
 
     # ----- 1. rollout, advantages, minibatch order -----
     def rollout(self) -> dict:
-        """T steps of the N device environments, the policy sampling each action, inside the compiled call."""
+        """T steps of the N device environments, the policy sampling each action, inside the compiled call.
+
+        With G greedy monitors the G extra environments step in the same batch, acting with the argmax of the
+        same logits; only their episode statistics come out (``greedy_return``, ``greedy_ended``), apart from
+        the learning data.
+        """
+        N, G = self.N, self.G
 
         def one_step(state, _):
             obs = self.env.observe(state["physics"])
             logits = self.policy(obs)
-            actions = sample_actions(logits, self.seed_gen)
+            # Sampling draws noise for the N training rows only, so the random stream is the one without monitors.
+            actions = sample_actions(logits[:N] if G else logits, self.seed_gen)
+            if G:
+                greedy = ops.cast(ops.argmax(logits[N:], axis=-1), "int32")
+                actions = ops.concatenate([actions, greedy], axis=0)
             state, tr = self.env.step(state, actions, self.seed_gen)
             # The sampling logits go out too: prepare takes the old log-probabilities from them, batched, instead
             # of a second policy pass over the whole rollout.
@@ -129,8 +147,15 @@ class PPO:
                 "next_obs": tr["next_obs"],
             }
             keys = ("terminated", "truncated", "episode_return", "episode_length")
+            out.update({k: tr[k] for k in keys})
+            if G:
+                monitor = {
+                    "greedy_return": out["episode_return"][N:],
+                    "greedy_ended": ops.maximum(out["terminated"][N:], out["truncated"][N:]),
+                }
+                out = {k: v[:N] for k, v in out.items()} | monitor
             # Sorted keys: Keras' TensorFlow scan pairs a dict's outputs in two different orders otherwise.
-            return state, dict(sorted({**out, **{k: tr[k] for k in keys}}.items()))
+            return state, dict(sorted(out.items()))
 
         state, trajectory = core.scan(one_step, {k: v.value for k, v in self.env_state.items()}, length=self.T)
         for key, variable in self.env_state.items():
@@ -173,6 +198,8 @@ class PPO:
         if self.env is not None:  # what the host needs for the bar and the stop rule, and the non-finite guard
             ended = ops.maximum(traj["terminated"], traj["truncated"])
             prepared.update(ended=ended, episode_return=traj["episode_return"], obs_max=ops.max(ops.abs(obs)))
+            if self.G:
+                prepared.update(greedy_ended=traj["greedy_ended"], greedy_return=traj["greedy_return"])
         return prepared
 
     def _minibatch(self, batch: dict, *keys: str) -> list:
@@ -194,7 +221,7 @@ class PPO:
         entropy = ops.mean(-ops.sum(ops.exp(logp_all) * logp_all, axis=-1))
         aux = {"losses/entropy": entropy, "ppo/approx_kl": approx_kl, "ppo/clip_fraction": clip_fraction}
         if self.env is not None:
-            aux.update({k: batch[k] for k in ("ended", "episode_return", "obs_max")})
+            aux.update({k: batch[k] for k in EPISODE_KEYS if k in batch})
         if not self.cfg.entropy_coef:  # logged either way; with no bonus its gradient is not built
             return pg_loss, aux
         return pg_loss - self.cfg.entropy_coef * entropy, aux

@@ -114,6 +114,11 @@ class Config(core.RunConfig):
     """bound on the run, in environment transitions (device PPO: rounded up to whole calls)"""
     target_return: float | None = None
     """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold)"""
+    greedy_envs: int = core.arg(8, min=0, max=1_000_000)
+    """device PPO: extra environments stepped in the same rollout with the argmax action (never learned from);
+    the run stops only once the mean of their last --greedy-window episodes also reaches the target (0: off)"""
+    greedy_window: int = core.arg(16, min=1, max=10_000)
+    """device PPO: completed greedy-monitor episodes whose mean the stop rule checks"""
     eval_episodes: int = core.arg(10, min=0, max=10_000)
     """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip)"""
     gif: bool = True
@@ -171,18 +176,23 @@ def env_backend(config: Config) -> str:
 
 
 class Scoreboard:
-    """Episode returns as they finish, the mean of the last 100 and the moment it first reached the target.
+    """Episode returns as they finish, the mean of the last 100 and the moment the stop rule first held.
 
-    Its counters live in ``run.state``, so they are checkpointed and resumed with the run.
+    With ``greedy_window`` k > 0 (device PPO with greedy monitors) the rule also needs the mean of the last k
+    completed greedy-monitor episodes to reach the target: the sampling policy's mean alone says nothing of the
+    argmax policy, which training never runs and which can stick for whole episodes (Acrobot-v1). Its counters
+    live in ``run.state``, so they are checkpointed and resumed with the run.
     """
 
-    def __init__(self, run: core.Run, target: float | None):
-        self.run, self.target = run, target
+    def __init__(self, run: core.Run, target: float | None, greedy_window: int = 0):
+        self.run, self.target, self.greedy_window = run, target, greedy_window
         state = run.state
-        state.setdefault("episodes", 0)
-        state.setdefault("updates", 0)
-        state.setdefault("solved_at", None)
+        for key, start in (("episodes", 0), ("updates", 0), ("solved_at", None), ("train_target_at", None)):
+            state.setdefault(key, start)
+        state.setdefault("greedy_episodes", 0)
+        state.setdefault("greedy_env_steps", 0)
         state["recent"] = collections.deque(state.get("recent", []), maxlen=100)
+        state["greedy_recent"] = collections.deque(state.get("greedy_recent", []), maxlen=max(greedy_window, 1))
 
     @property
     def solved(self) -> bool:
@@ -193,18 +203,31 @@ class Scoreboard:
         recent = self.run.state["recent"]
         return float(np.mean(recent)) if recent else None
 
-    def add(self, returns, env_steps: int) -> None:
-        """Episodes finished by ``env_steps``; the run is solved once the 100-episode mean reaches the target."""
+    @property
+    def greedy_mean(self) -> float | None:
+        greedy = self.run.state["greedy_recent"]
+        return float(np.mean(greedy)) if greedy and self.greedy_window else None
+
+    def add(self, returns, env_steps: int, greedy_returns=()) -> None:
+        """Episodes (and greedy-monitor episodes) finished by ``env_steps``; see the class for the stop rule."""
         state = self.run.state
         state["episodes"] += len(returns)
         state["recent"].extend(float(r) for r in returns)
-        full = len(state["recent"]) == 100
-        if not self.solved and self.target is not None and full and self.mean >= self.target:
-            state["solved_at"] = {
-                "env_steps": int(env_steps),
-                "episodes": state["episodes"],
-                "wall_seconds": self.run.elapsed(),
-            }
+        state["greedy_episodes"] += len(greedy_returns)
+        state["greedy_recent"].extend(float(r) for r in greedy_returns)
+        if self.solved or self.target is None or len(state["recent"]) < 100 or self.mean < self.target:
+            return
+        moment = {"env_steps": int(env_steps), "episodes": state["episodes"], "wall_seconds": self.run.elapsed()}
+        if state["train_target_at"] is None:
+            state["train_target_at"] = moment
+        # A sliding window of the last k greedy episodes, like the training mean's last 100, not only those ended
+        # after the training mean got there: requiring every monitor to end an episode after that moment cost
+        # CartPole-v1 about 16 iterations (a 500-step greedy episode; +0.3 s on TensorFlow) and did not lift the
+        # greedy evaluation on the Acrobot-v1 tuning seeds (measured, docs/reinforce.md).
+        greedy = state["greedy_recent"]
+        if self.greedy_window and (len(greedy) < self.greedy_window or self.greedy_mean < self.target):
+            return
+        state["solved_at"] = moment
 
 
 def train(config: Config) -> dict:
@@ -220,7 +243,9 @@ def train(config: Config) -> dict:
     return train_reinforce(cfg)
 
 
-def open_run(cfg: Config, agent, target: float | None, desc: str) -> tuple[core.Run, Scoreboard]:
+def open_run(
+    cfg: Config, agent, target: float | None, desc: str, greedy_window: int = 0
+) -> tuple[core.Run, Scoreboard]:
     run = core.Run(
         cfg,
         agent.checkpoint_objects(),
@@ -228,9 +253,9 @@ def open_run(cfg: Config, agent, target: float | None, desc: str) -> tuple[core.
         desc=desc,
         bar_keys=["mean_return_100", "policy/loss", "value/loss"],
         checkpoint_every=cfg.checkpoint_every,
-        must_match=("algo", "env", "env_backend", "num_envs"),
+        must_match=("algo", "env", "env_backend", "num_envs", "greedy_envs"),
     )
-    return run, Scoreboard(run, target)
+    return run, Scoreboard(run, target, greedy_window)
 
 
 def report(run: core.Run, board: Scoreboard, logs: dict) -> None:
@@ -251,16 +276,25 @@ def train_ppo_on_device(cfg: Config) -> dict:
         f"{env.env_id} on the device: {cfg.num_envs} envs x {cfg.rollout_steps} steps per iteration, "
         f"{cfg.iterations_per_call} iterations per call, target mean return {target}"
     )
-    run, board = open_run(cfg, agent, target, f"{env.env_id} (device)")
+    if agent.G:
+        print(
+            f"{agent.G} greedy monitor envs (argmax, not learned from): the run also needs the mean of their last "
+            f"{cfg.greedy_window} episodes to reach the target"
+        )
+    run, board = open_run(cfg, agent, target, f"{env.env_id} (device)", cfg.greedy_window if agent.G else 0)
     pending: list[dict] = []  # logs not yet written to TensorBoard
     with run:
         while run.running and not board.solved:
             k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
             logs = agent.iterate(k)
             for i in range(k):  # in order, so the solve is dated to its iteration
-                board.add(logs["episode_return"][i][logs["ended"][i] > 0], run.step + (i + 1) * per_iteration)
+                ended = logs["episode_return"][i][logs["ended"][i] > 0]
+                greedy = logs["greedy_return"][i][logs["greedy_ended"][i] > 0] if agent.G else ()
+                board.add(ended, run.step + (i + 1) * per_iteration, greedy)
             run.state["updates"] += k
-            scalars = {key: v for key, v in logs.items() if key not in ("episode_return", "ended")}
+            run.state["greedy_env_steps"] += k * cfg.rollout_steps * agent.G
+            episode_keys = ("episode_return", "ended", "greedy_return", "greedy_ended")
+            scalars = {key: v for key, v in logs.items() if key not in episode_keys}
             run.advance(k * per_iteration, scalars, show={"mean_return_100": board.mean or 0.0, **scalars})
             pending.append(scalars)
             # TensorBoard every REPORT_ITERATIONS iterations, their mean: a write of a dozen scalars costs about a
@@ -364,6 +398,12 @@ def finish(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, t
         "episodes": state["episodes"],
         "updates": state["updates"],
         "final_mean_return": board.mean,
+        # Device PPO's greedy monitors: evaluation interactions, not training steps (not in env_steps).
+        "greedy_envs": cfg.greedy_envs if backend == "device" else 0,
+        "greedy_monitor_env_steps": state["greedy_env_steps"],
+        "greedy_monitor_episodes": state["greedy_episodes"],
+        "greedy_monitor_mean_return": board.greedy_mean,
+        "env_steps_to_train_target": (state["train_target_at"] or {}).get("env_steps"),
         "eval_mean_return": None,
         "sampled_eval_mean_return": None,
         "env_steps_per_second": run.step / max(seconds, 1e-9),
@@ -371,6 +411,7 @@ def finish(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, t
         "gif": None,
         "bootstrap_truncated": state.get("bootstrap_truncated"),
         "tracing_counts": {**agent.step.tracing_counts(), "sample": agent.sample.tracing_count()},
+        "devices": 1,  # the agent steps on one device
     }
     summary = run.write_summary(figures)
     if solved:

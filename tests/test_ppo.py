@@ -191,6 +191,82 @@ def test_fused_iterations_equal_single_iteration_calls(tmp_path):
                 np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def test_greedy_monitors_do_not_change_learning(tmp_path):
+    """The monitors step in the same batch as the training envs, yet a run learns exactly what it learns without
+    them: same episodes, weights, optimizers, seed generator and training environments (Keras' random draws and
+    the policy's rows are prefix-consistent on both backends)."""
+    plain = reinforce.train(cfg(env="Acrobot-v1", max_env_steps=4096, greedy_envs=0, out=str(tmp_path / "plain")))
+    monitored = reinforce.train(cfg(env="Acrobot-v1", max_env_steps=4096, greedy_envs=4, out=str(tmp_path / "mon")))
+    assert (monitored["episodes"], monitored["final_mean_return"]) == (plain["episodes"], plain["final_mean_return"])
+    assert monitored["env_steps"] == plain["env_steps"] == 4096  # training steps only
+    assert monitored["greedy_monitor_env_steps"] == 4096 // 8 * 4 and plain["greedy_monitor_env_steps"] == 0
+    assert monitored["greedy_monitor_episodes"] > 0 and monitored["greedy_monitor_mean_return"] is not None
+    assert monitored["tracing_counts"]["train_step"] == 1 and monitored["devices"] == 1  # still one program
+    with np.load(tmp_path / "plain" / "checkpoint.npz") as a, np.load(tmp_path / "mon" / "checkpoint.npz") as b:
+        assert set(a.files) == set(b.files)
+        for key in a.files:
+            if key != "__meta__":  # env_state holds the monitors' rows after the training ones
+                np.testing.assert_array_equal(a[key], b[key][: len(a[key])] if a[key].ndim else b[key], err_msg=key)
+
+
+def test_greedy_monitors_act_with_the_argmax():
+    """Replays the monitors of one compiled iteration step by step with the argmax of the policy before the
+    update: their end states must be the ones the rollout left. Environments step row by row and the seed
+    generator draws twice per step whatever the actions, so the training rows' actions do not matter here (zeros);
+    what the training rows learn from is checked above."""
+    core.seed_everything(0)
+    n, g = 3, 2
+    config = cfg(num_envs=n, greedy_envs=g, rollout_steps=24)
+    env = core.make_device_env("CartPole-v1")
+    agent = ppo.PPO(config, env.obs_dim, env.num_actions, env)
+    # NumPy copies: on TensorFlow a variable's eager value can alias the buffer the call later assigns to.
+    state = {k: ops.convert_to_numpy(v.value) for k, v in agent.env_state.items()}
+    replay_seed = keras.random.SeedGenerator(0)
+    replay_seed.state.assign(ops.convert_to_numpy(agent.seed_gen.state.value))
+    greedy_taken = []
+    for _ in range(config.rollout_steps):
+        obs = env.observe(state["physics"])
+        keras.random.uniform((n, env.num_actions), seed=replay_seed)  # the draw sample_actions makes
+        greedy = ops.cast(ops.argmax(agent.policy(obs[n:]), axis=-1), "int32")
+        greedy_taken.append(ops.convert_to_numpy(greedy))
+        state, _ = env.step(state, ops.concatenate([ops.zeros((n,), "int32"), greedy], axis=0), replay_seed)
+    logs = agent.step.train_step()
+    for key, variable in agent.env_state.items():
+        got, replayed = ops.convert_to_numpy(variable.value)[n:], ops.convert_to_numpy(state[key])[n:]
+        np.testing.assert_allclose(got, replayed, rtol=1e-5, atol=1e-5, err_msg=key)  # compiled vs eager rounding
+    assert np.shape(logs["greedy_ended"]) == (24, g) and np.shape(logs["ended"]) == (24, n)
+    assert len(np.unique(greedy_taken)) == 2  # both actions occur: the argmax is not trivially constant
+
+
+class FakeRun:
+    def __init__(self):
+        self.state = {}
+
+    def elapsed(self):
+        return 1.0
+
+
+def test_stop_rule_waits_for_the_greedy_monitors():
+    board = reinforce.Scoreboard(FakeRun(), target=-100.0, greedy_window=4)
+    board.add([-90.0] * 100, env_steps=1000, greedy_returns=[-80.0, -500.0])
+    assert not board.solved and board.run.state["train_target_at"]["env_steps"] == 1000
+    board.add([-90.0] * 8, env_steps=2000, greedy_returns=[-80.0, -85.0])  # a full window, mean -186.25
+    assert not board.solved
+    board.add([-90.0] * 8, env_steps=3000, greedy_returns=[-90.0, -150.0])  # last four -80 -85 -90 -150: -101.25
+    assert not board.solved
+    board.add([-90.0] * 8, env_steps=4000, greedy_returns=[-70.0])  # -85 -90 -150 -70: -98.75
+    assert board.solved and board.run.state["solved_at"]["env_steps"] == 4000
+    assert board.run.state["train_target_at"]["env_steps"] == 1000  # when the training mean alone got there
+
+
+def test_stop_rule_without_monitors_is_the_training_mean():
+    board = reinforce.Scoreboard(FakeRun(), target=-100.0)
+    board.add([-90.0] * 99, env_steps=1000, greedy_returns=[-500.0])  # ignored with no window
+    assert not board.solved
+    board.add([-90.0], env_steps=1100)
+    assert board.solved and board.greedy_mean is None
+
+
 def test_gymnasium_path_learns():
     summary = reinforce.train(cfg(env_backend="gymnasium", max_env_steps=12_000))
     assert summary["env_backend"] == "gymnasium" and summary["final_mean_return"] > 40, summary
