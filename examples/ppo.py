@@ -127,15 +127,18 @@ class PPO:
         the learning data.
         """
         N, G = self.N, self.G
+        # Which rows are monitors: a constant, so each step adds three small ops (argmax, cast, where).
+        monitor_rows = ops.arange(N + G) >= N
 
         def one_step(state, _):
             obs = self.env.observe(state["physics"])
             logits = self.policy(obs)
-            # Sampling draws noise for the N training rows only, so the random stream is the one without monitors.
-            actions = sample_actions(logits[:N] if G else logits, self.seed_gen)
+            # Noise for all N + G rows: its first N rows are the N-row draw, so the training envs' actions are
+            # the ones they would sample without monitors.
+            actions = sample_actions(logits, self.seed_gen)
             if G:
-                greedy = ops.cast(ops.argmax(logits[N:], axis=-1), "int32")
-                actions = ops.concatenate([actions, greedy], axis=0)
+                greedy = ops.cast(ops.argmax(logits, axis=-1), "int32")
+                actions = ops.where(monitor_rows, greedy, actions)
             state, tr = self.env.step(state, actions, self.seed_gen)
             # The sampling logits go out too: prepare takes the old log-probabilities from them, batched, instead
             # of a second policy pass over the whole rollout.
@@ -147,20 +150,18 @@ class PPO:
                 "next_obs": tr["next_obs"],
             }
             keys = ("terminated", "truncated", "episode_return", "episode_length")
-            out.update({k: tr[k] for k in keys})
-            if G:
-                monitor = {
-                    "greedy_return": out["episode_return"][N:],
-                    "greedy_ended": ops.maximum(out["terminated"][N:], out["truncated"][N:]),
-                }
-                out = {k: v[:N] for k, v in out.items()} | monitor
             # Sorted keys: Keras' TensorFlow scan pairs a dict's outputs in two different orders otherwise.
-            return state, dict(sorted(out.items()))
+            return state, dict(sorted({**out, **{k: tr[k] for k in keys}}.items()))
 
         state, trajectory = core.scan(one_step, {k: v.value for k, v in self.env_state.items()}, length=self.T)
         for key, variable in self.env_state.items():
             variable.assign(state[key])
-        return trajectory
+        if not G:
+            return trajectory
+        # Split once per rollout, not once per step: the training columns, and the monitors' episode statistics.
+        ended = ops.maximum(trajectory["terminated"][:, N:], trajectory["truncated"][:, N:])
+        monitors = {"greedy_return": trajectory["episode_return"][:, N:], "greedy_ended": ended}
+        return {k: v[:, :N] for k, v in trajectory.items()} | monitors
 
     def prepare(self, batch: dict) -> dict:
         cfg, T, N = self.cfg, self.T, self.N
