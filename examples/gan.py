@@ -103,8 +103,8 @@ class Config(core.RunConfig):
     sample_raw: bool = False
     """draw samples, grids and quality figures from the raw (trained) G even when an average is kept"""
     steps_per_call: int | None = core.arg(None, min=1)
-    """train steps fused into one compiled call (2D 200; images with the data on the device 10 on TensorFlow and
-    1 on JAX, where the fused conv step measured slower on the CPU; images through the pipeline always 1)"""
+    """train steps fused into one compiled call (2D 200; images with the data on the device 10, unrolled on JAX,
+    where XLA's CPU convolutions run ~4x slower inside a loop; images through the pipeline always 1)"""
     device_data_mb: float = core.arg(1024.0, min=0)
     """images whose uint8 array (N x H x W x C bytes) is at most this many MiB are held on the device as one
     tensor and each step's batch is gathered there, --steps-per-call steps per compiled call; larger data go
@@ -151,10 +151,6 @@ def settings(config: Config) -> dict:
     """The config with per-dataset defaults filled in for the fields left at None."""
     kind = "2d" if config.dataset in DATASETS_2D else "image"
     out = dict(DEFAULTS[kind])
-    if kind == "image" and keras.backend.backend() == "jax":
-        # Measured on the CPU (JAX 0.10.2): the conv step inside the fused loop (lax.scan) runs ~4x slower than
-        # one jitted step (2.0-2.5 s vs 0.56 s a step), so JAX images take one step per call by default.
-        out["steps_per_call"] = 1
     for key, value in asdict(config).items():
         if value is not None or key not in out:
             out[key] = value
@@ -330,7 +326,11 @@ class GAN:
             core.copy_weights(self.G_avg, self.G)
             after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"], count=self.g_opt.iterations)]
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
-        self.step = core.make_step(groups, inputs, mode=config.mode, after_update=after, parallel=self.parallel)
+        # Images: the fused call unrolled (JAX; XLA's CPU convolutions run ~4x slower inside a loop, measured).
+        unroll = 1 if self.is_2d else s["steps_per_call"]
+        self.step = core.make_step(
+            groups, inputs, mode=config.mode, after_update=after, parallel=self.parallel, fused_unroll=unroll
+        )
 
     def _build_models(self, images: np.ndarray | None) -> None:
         if self.is_2d:

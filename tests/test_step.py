@@ -146,9 +146,9 @@ def test_unconnected_variables_are_an_error_naming_them(mode):
         step.train_step(batch())
 
 
-def _fresh_run(mode, n_steps, fused, seed=3):
+def _fresh_run(mode, n_steps, fused, seed=3, unroll=1):
     model = dense(seed)
-    step = core.make_step([sse_group(model, keras.optimizers.Adam(0.05))], SPECS, mode=mode)
+    step = core.make_step([sse_group(model, keras.optimizers.Adam(0.05))], SPECS, mode=mode, fused_unroll=unroll)
     rng = np.random.default_rng(seed)
     xs = rng.normal(size=(n_steps, 4, 2)).astype("float32")
     ys = (xs.sum(-1, keepdims=True) + 0.5).astype("float32")
@@ -167,6 +167,21 @@ def test_fused_steps_equal_single_calls(mode):
     np.testing.assert_allclose(fused, single, rtol=1e-5, atol=1e-6)
     for a, b in zip(w_fused, w_single):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("unroll", [3, 7, 50])
+def test_unrolled_fused_steps_equal_single_calls(unroll):
+    single, w_single, _ = _fresh_run("graph", 7, fused=False)
+    fused, w_fused, _ = _fresh_run("graph", 7, fused=True, unroll=unroll)  # 7 steps: 3 does not divide them
+    np.testing.assert_allclose(fused, single, rtol=1e-5, atol=1e-6)
+    for a, b in zip(w_fused, w_single):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("unroll", [0, 2.5, None])
+def test_fused_unroll_must_be_a_positive_int(unroll):
+    with pytest.raises(core.StepDefinitionError, match="fused_unroll"):
+        _fresh_run("graph", 2, fused=True, unroll=unroll)
 
 
 def test_modes_agree():

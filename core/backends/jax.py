@@ -217,7 +217,9 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False) -> tuple:
+def scan(
+    f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False, unroll: int = 1
+) -> tuple:
     """``keras.ops.scan`` whose body may read and assign Keras variables (seed generators, state held in variables).
 
     Inside a compiled call the values of every variable the call touches travel in the ``lax.scan`` carry
@@ -226,7 +228,7 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None, reve
     """
     scope = _ACTIVE.get()
     if scope is None:
-        return keras.ops.scan(f, init, xs, length=length, reverse=reverse)
+        return keras.ops.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
     if length is None:
         length = int(jax.tree.leaves(xs)[0].shape[0])
     if scope.discovering:  # one iteration shows every variable the body touches
@@ -245,14 +247,18 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None, reve
         return ([jnp.asarray(scope.values[k], dtype=dtypes[k]) for k in ids], inner), y
 
     init_state = [scope.values[k] for k in ids]
-    (final, carry), ys = jax.lax.scan(body, (init_state, init), xs, length=int(length), reverse=reverse)
+    unroll = max(1, min(int(unroll), int(length)))
+    (final, carry), ys = jax.lax.scan(body, (init_state, init), xs, length=int(length), reverse=reverse, unroll=unroll)
     scope.values.update(zip(ids, final))
     return carry, ys
 
 
-def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any) -> dict:
-    """``num_steps`` steps in one ``lax.scan``, the scope's values as the carry."""
-    _, logs = scan(lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=int(num_steps))
+def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any, unroll: int = 1) -> dict:
+    """``num_steps`` steps in one ``lax.scan`` (``unroll`` steps per loop iteration), the scope's values as the
+    carry."""
+    _, logs = scan(
+        lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=int(num_steps), unroll=unroll
+    )
     return logs
 
 
