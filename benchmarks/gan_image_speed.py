@@ -9,12 +9,9 @@ device, each step's batch gathered inside the compiled call, one step per call; 
 ``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits all.
 Prints steps/s and the ratio of each to (a); exit code 1 if a fused variant is slower than (a).
 
-Measured 2026-11-28 on the 2-core CPU shared with another engineer's jobs, pinned to one core (taskset -c 1),
-seed 0, the 10,000 test digits:
-TensorFlow 2.21 (3 rounds x 60 steps): pipeline 7.13 steps/s; device 1 step/call 7.25 (x1.016), 10 steps/call
-7.25 (x1.018), 20 steps/call 7.18 (x1.006): PASS. JAX 0.10.2 (1 round x 20 steps): pipeline 1.40; device
-1 step/call 1.47 (x1.048); 10 steps/call 0.34 (x0.245): FAIL, the conv step under lax.scan is ~4x slower on
-the CPU, so the example takes one step per call on JAX.
+Figures (docs/benchmarks.md, commit 1ddcadc, 2-core CPU, one core, 3 rounds): TensorFlow pipeline 7.23 steps/s,
+device 10 steps/call 7.28 (x1.007); JAX 1.46 and 1.47 (x1.003), the fused call unrolled (fused_unroll): inside
+a lax.scan loop XLA's CPU convolutions ran ~4x slower.
 """
 
 from __future__ import annotations
