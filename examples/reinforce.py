@@ -119,8 +119,9 @@ class Config(core.RunConfig):
     the run stops only once the mean of their last --greedy-window episodes also reaches the target (0: off)"""
     greedy_window: int = core.arg(16, min=1, max=10_000)
     """device PPO: completed greedy-monitor episodes whose mean the stop rule checks"""
-    eval_episodes: int = core.arg(10, min=0, max=10_000)
-    """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip)"""
+    eval_episodes: int = core.arg(100, min=0, max=10_000)
+    """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip);
+    100, as in the definition of the environments' reward thresholds (a 100-episode mean)"""
     gif: bool = True
     """save one greedy episode as out/episode.gif (classic-control rendering needs pygame-ce)"""
     gif_copy: str | None = None
