@@ -119,6 +119,9 @@ class Config(core.RunConfig):
     the run stops only once the mean of their last --greedy-window episodes also reaches the target (0: off)"""
     greedy_window: int = core.arg(16, min=1, max=10_000)
     """device PPO: completed greedy-monitor episodes whose mean the stop rule checks"""
+    train_on: int = core.arg(30_000, min=0)
+    """device PPO: env steps to keep training after the stop rule first holds (the solve is still dated to that
+    moment); a policy just at the threshold can have a greedy version that sticks now and then"""
     eval_episodes: int = core.arg(100, min=0, max=10_000)
     """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip);
     100, as in the definition of the environments' reward thresholds (a 100-episode mean)"""
@@ -198,6 +201,10 @@ class Scoreboard:
     @property
     def solved(self) -> bool:
         return self.run.state["solved_at"] is not None
+
+    def done(self, env_steps: int, train_on: int) -> bool:
+        """Solved, and ``train_on`` more env steps trained since."""
+        return self.solved and env_steps >= self.run.state["solved_at"]["env_steps"] + train_on
 
     @property
     def mean(self) -> float | None:
@@ -285,7 +292,7 @@ def train_ppo_on_device(cfg: Config) -> dict:
     run, board = open_run(cfg, agent, target, f"{env.env_id} (device)", cfg.greedy_window if agent.G else 0)
     pending: list[dict] = []  # logs not yet written to TensorBoard
     with run:
-        while run.running and not board.solved:
+        while run.running and not board.done(run.step, cfg.train_on):
             k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
             logs = agent.iterate(k)
             for i in range(k):  # in order, so the solve is dated to its iteration
@@ -300,7 +307,7 @@ def train_ppo_on_device(cfg: Config) -> dict:
             pending.append(scalars)
             # TensorBoard every REPORT_ITERATIONS iterations, their mean: a write of a dozen scalars costs about a
             # millisecond, a tenth of an iteration on the CPU (measured).
-            if len(pending) * k >= REPORT_ITERATIONS or board.solved or not run.running:
+            if len(pending) * k >= REPORT_ITERATIONS or board.done(run.step, cfg.train_on) or not run.running:
                 report(run, board, {key: np.concatenate([p[key] for p in pending]) for key in scalars})
                 pending.clear()
     return finish(run, board, agent, cfg, "device", target)

@@ -267,6 +267,16 @@ def test_stop_rule_without_monitors_is_the_training_mean():
     assert board.solved and board.greedy_mean is None
 
 
+def test_training_goes_on_for_train_on_env_steps_after_the_solve():
+    board = reinforce.Scoreboard(FakeRun(), target=-100.0)
+    assert not board.done(5000, train_on=0)
+    board.add([-90.0] * 100, env_steps=1000)
+    assert board.solved and board.done(1000, train_on=0)
+    assert not board.done(1000, train_on=30_000) and not board.done(30_999, train_on=30_000)
+    assert board.done(31_000, train_on=30_000)
+    assert board.run.state["solved_at"]["env_steps"] == 1000  # the solve stays dated to the rule's moment
+
+
 def test_gymnasium_path_learns():
     summary = reinforce.train(cfg(env_backend="gymnasium", max_env_steps=12_000))
     assert summary["env_backend"] == "gymnasium" and summary["final_mean_return"] > 40, summary
