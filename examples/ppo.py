@@ -105,6 +105,13 @@ class PPO:
         self.sample = core.make_forward(self._sample, obs_spec, cfg.mode)
         self.greedy = core.make_forward(self._greedy, obs_spec, cfg.mode)
 
+    def scale_learning_rates(self, fraction: float) -> None:
+        """Both optimizers at ``fraction`` of their configured rate (a variable: no retrace); with --anneal-lr the
+        schedule owns the rate and this does nothing."""
+        if not self.cfg.anneal_lr:
+            self.policy_opt.learning_rate = self.cfg.lr * fraction
+            self.value_opt.learning_rate = self.cfg.value_lr * fraction
+
     def _schedule(self, lr: float):
         """Constant, or (``--anneal-lr``) linear to 0 over ``--max-env-steps``, counted in optimizer updates."""
         if not self.cfg.anneal_lr:

@@ -277,6 +277,27 @@ def test_training_goes_on_for_train_on_env_steps_after_the_solve():
     assert board.run.state["solved_at"]["env_steps"] == 1000  # the solve stays dated to the rule's moment
 
 
+def test_learning_rates_fall_to_zero_over_the_train_on_steps():
+    board = reinforce.Scoreboard(FakeRun(), target=-100.0)
+    assert board.train_on_left(5000, 30_000) == 1.0  # full rate until the solve
+    board.add([-90.0] * 100, env_steps=1000)
+    assert board.train_on_left(16_000, 30_000) == pytest.approx(0.5)
+    assert board.train_on_left(40_000, 30_000) == 0.0 and board.train_on_left(40_000, 0) == 1.0
+    # the compiled iteration reads the rate: at 0 an iteration leaves both networks as they were
+    config = cfg(env="Acrobot-v1", greedy_envs=0)
+    env = core.make_device_env("Acrobot-v1")
+    agent = ppo.PPO(config, env.obs_dim, env.num_actions, env)
+    agent.iterate(1)
+    before = weights(agent.policy) + weights(agent.value)
+    agent.scale_learning_rates(0.0)
+    agent.iterate(1)
+    for a, b in zip(before, weights(agent.policy) + weights(agent.value)):
+        np.testing.assert_array_equal(a, b)
+    agent.scale_learning_rates(1.0)
+    agent.iterate(1)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights(agent.policy)))
+
+
 def test_gymnasium_path_learns():
     summary = reinforce.train(cfg(env_backend="gymnasium", max_env_steps=12_000))
     assert summary["env_backend"] == "gymnasium" and summary["final_mean_return"] > 40, summary
