@@ -303,7 +303,8 @@ def train_ppo_on_device(cfg: Config) -> dict:
             k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
             # After the solve the learning rates fall linearly to 0 over --train-on: the policy settles instead of
             # drifting at full rate (measured: one policy fell from -84 to -109 greedy while training on).
-            agent.scale_learning_rates(board.train_on_left(run.step, cfg.train_on))
+            if board.solved:  # before the solve the rates stay as configured: no assign per iteration
+                agent.scale_learning_rates(board.train_on_left(run.step, cfg.train_on))
             logs = agent.iterate(k)
             for i in range(k):  # in order, so the solve is dated to its iteration
                 ended = logs["episode_return"][i][logs["ended"][i] > 0]
