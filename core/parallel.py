@@ -112,6 +112,21 @@ def devices_from_flag(value: str | int) -> DataParallel | SingleDevice:
     return DataParallel(count if count is not None else "all")
 
 
+def device_count(asked: int | None, visible: list[str], processes: int) -> int:
+    """The devices a step runs on: ``asked`` (None: all ``visible``), checked against them; one line if not."""
+    if asked is None:
+        return len(visible)
+    if processes > 1 and asked != len(visible):
+        raise UsageError(f"--devices {asked}: a run of {processes} processes steps on all {len(visible)} devices "
+                         "(--devices all)")  # fmt: skip
+    if asked > len(visible):
+        raise UsageError(
+            f"--devices {asked}: only {len(visible)} device(s) are visible ({', '.join(visible)}); "
+            "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
+        )
+    return asked
+
+
 def _count(value: str | int) -> int | None:
     """The device count a flag asks for; None for "all"."""
     if isinstance(value, str):

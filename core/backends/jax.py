@@ -301,21 +301,10 @@ class DataParallelMechanics:
     loops_with_updates = True
 
     def __init__(self, count: int | None):
-        from core.config import UsageError
+        from core.parallel import device_count
 
         devices = keras.distribution.list_devices()
-        if count is None:
-            count = len(devices)
-        if jax.process_count() > 1 and count != len(devices):
-            raise UsageError(
-                f"--devices {count}: a run of {jax.process_count()} processes steps on all "
-                f"{len(devices)} devices (--devices all)"
-            )
-        if count > len(devices):
-            raise UsageError(
-                f"--devices {count}: only {len(devices)} device(s) are visible ({', '.join(devices)}); "
-                "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
-            )
+        count = device_count(count, devices, jax.process_count())
         self.distribution = keras.distribution.DataParallel(devices=devices[:count])
         self.mesh = self.distribution.device_mesh.backend_mesh
         self.replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())

@@ -180,28 +180,18 @@ class DataParallelMechanics:
         import json
         import os
 
-        from core.config import UsageError
+        from core.parallel import device_count
 
         cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
         workers = cluster.get("cluster", {}).get("worker", [])
         if workers:
             self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
             self.num_processes, self.process_index = len(workers), int(cluster.get("task", {}).get("index", 0))
-            if count is not None and count != self.strategy.num_replicas_in_sync:
-                raise UsageError(
-                    f"--devices {count}: a run of {len(workers)} processes steps on all "
-                    f"{self.strategy.num_replicas_in_sync} devices (--devices all)"
-                )
+            replicas = [f"replica {i}" for i in range(self.strategy.num_replicas_in_sync)]
+            device_count(count, replicas, self.num_processes)
         else:
-            visible = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            count = len(visible) if count is None else count
-            if count > len(visible):
-                raise UsageError(
-                    f"--devices {count}: only {len(visible)} device(s) are visible "
-                    f"({', '.join(d.name for d in visible)}); "
-                    "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
-                )
-            self.strategy = tf.distribute.MirroredStrategy([d.name for d in visible[:count]])
+            visible = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
+            self.strategy = tf.distribute.MirroredStrategy(visible[: device_count(count, visible, 1)])
             self.num_processes, self.process_index = 1, 0
         self.num_devices = self.strategy.num_replicas_in_sync
         self.local_replicas = self.num_devices // self.num_processes
