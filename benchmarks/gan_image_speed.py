@@ -2,8 +2,9 @@
 
     taskset -c 1 python -m benchmarks.gan_image_speed --data-dir ../shared/data/mnist
     taskset -c 1 python -m benchmarks.gan_image_speed --data-dir ../shared/data/mnist --steps-per-call 10 20
+    python -m benchmarks.gan_image_speed --batch-size 256 --precision mixed_bfloat16   # the GPU rows
 
-The default MNIST step (batch 64, the example's networks and losses) timed in one process: (a) today's path,
+The MNIST step (the example's networks and losses, batch 64 unless --batch-size) timed in one process: (a) today's path,
 a tf.data batch per step fed to ``train_step`` (NumPy batches on a JAX-only install); (b) the images held on the
 device, each step's batch gathered inside the compiled call, one step per call; (c) the same with N steps per
 ``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits all.
@@ -27,8 +28,16 @@ import core
 from examples import gan, gan_data
 
 
-def make(data_dir: str | None, on_device: bool, seed: int) -> tuple[gan.GAN, np.ndarray]:
-    config = gan.Config(dataset="mnist", data_dir=data_dir, device_data_mb=1e9 if on_device else 0.0, seed=seed)
+def make(args: argparse.Namespace, on_device: bool) -> tuple[gan.GAN, np.ndarray]:
+    config = gan.Config(
+        dataset="mnist",
+        data_dir=args.data_dir,
+        device_data_mb=1e9 if on_device else 0.0,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
+    data_dir, seed = args.data_dir, args.seed
     images, _ = gan_data.load_mnist(data_dir)
     core.seed_everything(seed)
     return gan.GAN(config, images), images
@@ -67,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps-per-call", type=int, nargs="+", default=[10])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     args = parser.parse_args(argv)
-    print(f"stepping on {core.describe_device()}, mode graph", flush=True)
-    piped, images = make(args.data_dir, False, args.seed)
-    device, _ = make(args.data_dir, True, args.seed)
+    print(f"stepping on {core.describe_device()}, mode graph, {args.precision}", flush=True)
+    piped, images = make(args, False)
+    device, _ = make(args, True)
     rates: dict[str, list[float]] = {}
     for r in range(args.rounds):
         variants = {"pipeline, 1 step/call": lambda: pipeline_rate(piped, images, args.steps)}

@@ -93,4 +93,20 @@ if [ "$gpu" = 1 ] && [ -d "$mnist" ]; then
   echo "data-parallel path on one GPU:"
   JAX_PLATFORMS=cuda timeout 300 python3 -m benchmarks.parallel_step --data-dir "$mnist" --steps 200 --rounds 3
 fi
+# The image GAN, where the GPU already wins (issue 11): the default MNIST command whole (goal: under a minute,
+# the quality figures as on the CPU), then steps per second at batch 64 and 256, float32 and mixed_bfloat16.
+if [ "$gpu" = 1 ] && [ -d "$mnist" ]; then
+  echo "default MNIST command on the GPU:"
+  start=$(date +%s)
+  JAX_PLATFORMS=cuda timeout 300 python3 -m examples.gan --dataset mnist --data-dir "$mnist" \
+    --classifier-cache "$out/cache" --out "$out/mnist-default" 2>&1 | grep -E "steps in|classifier|Frechet"
+  echo "wall $(($(date +%s) - start)) s (includes training the quality classifier once)"
+  for batch in 64 256; do
+    for precision in float32 mixed_bfloat16; do
+      JAX_PLATFORMS=cuda timeout 200 python3 -m benchmarks.gan_image_speed --data-dir "$mnist" --steps 100 \
+        --rounds 2 --batch-size "$batch" --precision "$precision" | grep -E "^(device|pipeline)" \
+        | sed "s/^/batch $batch $precision: /"
+    done
+  done
+fi
 echo "logs and summaries: $out"

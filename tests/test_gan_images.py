@@ -181,3 +181,15 @@ def test_batch_indices_follow_the_epoch_orders():
     images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
     batches = list(gan_data.image_batches(images, 4, seed=7, use_tf=False))
     np.testing.assert_array_equal(np.round((batches[1].ravel() + 1.0) * 127.5), first[4:8])
+
+
+def test_mnist_curve_benchmark_scores_both_generators_every_n_steps(tmp_path, mnist_dir, monkeypatch, capsys):
+    from benchmarks import gan_mnist_curve
+
+    monkeypatch.setattr(gan, "CLASSIFIER_EPOCHS", 1)
+    cache = str(tmp_path / "cache")
+    flags = ["--data-dir", str(mnist_dir), "--steps", "4", "--num-samples", "100", "--classifier-cache", cache]
+    assert gan_mnist_curve.main(["--every", "2", "--", *flags]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [(line[1], line[4]) for line in lines] == [("2", "averaged"), ("2", "raw"), ("4", "averaged"), ("4", "raw")]
+    assert all(float(line[6]) > 0 for line in lines)  # a Frechet distance of generated vs real digits

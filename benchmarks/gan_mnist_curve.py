@@ -1,0 +1,64 @@
+"""MNIST GAN quality against training time: the example's step, scored by its quality classifier as it trains.
+
+    taskset -c 0 python -m benchmarks.gan_mnist_curve --every 780 -- --data-dir ../shared/data/mnist
+    taskset -c 1 python -m benchmarks.gan_mnist_curve --every 780 -- --data-dir ../shared/data/mnist --batch-size 64
+
+Flags after ``--`` are ``examples.gan`` flags (``--dataset mnist`` is implied; ``--epochs`` / ``--steps`` bound
+the run). Every ``--every`` steps it prints the steps, the training seconds so far (scoring excluded) and the
+classifier figures of the averaged and of the raw generator: Frechet distance, confident fraction, class KL.
+Settings are compared at equal training seconds, since a cheaper step buys more steps in the same time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import core
+from examples import gan, gan_data
+
+
+def figures(model: gan.GAN, sampler, images, labels, z, cache) -> str:
+    model.sampler = sampler
+    q = gan.classifier_quality(images, labels, model.sample(z), cache, gan.CLASSIFIER_EPOCHS)
+    kl = "n/a" if q["class_kl"] is None else f"{q['class_kl']:.3f}"  # None: no confident sample
+    return f"FD {q['frechet_distance']:6.2f}  confident {q['confident_fraction']:.3f}  class KL {kl}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--every", type=int, default=780, help="steps between scorings")
+    args = parser.parse_args(argv[:split])
+    config = core.parse_config(gan.Config, ["--dataset", "mnist", *argv[split + 1 :]])
+    images, labels = gan_data.load_mnist(config.data_dir)
+    core.seed_everything(config.seed)
+    model = gan.GAN(config, images)
+    per_epoch = len(images) // model.batch_size
+    total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
+    z = np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, model.z_dim)).astype("float32")
+    cache = [Path(config.classifier_cache).expanduser()]
+    samplers = {"averaged": model.G_avg, "raw": model.G} if model.G_avg is not None else {"raw": model.G}
+    print(f"stepping on {core.describe_device()}; batch {model.batch_size}, {total} steps", flush=True)
+    step, seconds = 0, 0.0
+    while step < total:
+        n = min(model.s["steps_per_call"], total - step, per_epoch - step % per_epoch, args.every - step % args.every)
+        idx = gan_data.batch_indices(len(images), model.batch_size, lambda e: config.seed * 100003 + e, step, n)
+        start = time.perf_counter()
+        model.step.train_steps({"idx": idx}) if n > 1 else model.step.train_step({"idx": idx[0]})
+        seconds += time.perf_counter() - start
+        step += n
+        if step % args.every == 0 or step == total:
+            for name, sampler in samplers.items():
+                scores = figures(model, sampler, images, labels, z, cache)
+                print(f"step {step:6d}  {seconds:7.1f} s  {name:8s} {scores}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
