@@ -37,9 +37,8 @@ def make(args: argparse.Namespace, on_device: bool) -> tuple[gan.GAN, np.ndarray
         batch_size=args.batch_size,
         precision=args.precision,
     )
-    data_dir, seed = args.data_dir, args.seed
-    images, _ = gan_data.load_mnist(data_dir)
-    core.seed_everything(seed)
+    images, _ = gan_data.load_mnist(args.data_dir)
+    core.seed_everything(args.seed)
     return gan.GAN(config, images), images
 
 
@@ -60,7 +59,7 @@ def device_rate(model: gan.GAN, images: np.ndarray, steps: int, per_call: int) -
     ]
 
     def call(i):  # as the example does: one step is a plain train_step, several a fused train_steps
-        return model.step.train_steps({"idx": idx[i]}) if per_call > 1 else model.step.train_step({"idx": idx[i][0]})
+        return model.train_on_indices(idx[i])
 
     call(0)
     start = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = gan_data.load_mnist(config.data_dir)
     core.seed_everything(config.seed)
     model = gan.GAN(config, images)
+    if not model.on_device:
+        parser.error("the images must be held on the device (--device-data-mb at least their size)")
     per_epoch = len(images) // model.batch_size
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     z = np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, model.z_dim)).astype("float32")
@@ -48,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     step, seconds = 0, 0.0
     while step < total:
         n = min(model.s["steps_per_call"], total - step, per_epoch - step % per_epoch, args.every - step % args.every)
-        idx = gan_data.batch_indices(len(images), model.batch_size, lambda e: config.seed * 100003 + e, step, n)
+        idx = gan_data.batch_indices(len(images), model.batch_size, partial(gan.epoch_seed, config.seed), step, n)
         start = time.perf_counter()
-        model.step.train_steps({"idx": idx}) if n > 1 else model.step.train_step({"idx": idx[0]})
+        model.train_on_indices(idx)
         seconds += time.perf_counter() - start
         step += n
         if step % args.every == 0 or step == total:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -420,6 +421,10 @@ class GAN:
         fake_scores = self.d_scores(pack(self.G(self.noise(n), training=True), self.pack))
         return ns_g_loss(fake_scores) if self.config.loss == "ns" else wgan_g_loss(fake_scores)
 
+    def train_on_indices(self, idx) -> dict:
+        """One compiled call over the images held on the device: a step per row of ``idx`` (steps x batch)."""
+        return self.step.train_steps({"idx": idx}) if len(idx) > 1 else self.step.train_step({"idx": idx[0]})
+
     # --- outside the step ---
     def sample(self, z: np.ndarray) -> np.ndarray:
         """G(z) in data space: 2D points, or images in [0, 1]."""
@@ -604,30 +609,31 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     return summary
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's image order (a resumed run redraws the same order)."""
+    return seed * 100003 + epoch
+
+
 def _epoch_calls(config: Config, gan: GAN, images: np.ndarray, run: core.Run, per_epoch: int):
     """The rest of the current epoch, one compiled call at a time; yields (steps, logs) after ``run.advance``.
 
     One fixed order per (seed, epoch), so a resumed run skips exactly the batches it has seen. Data on the
     device: only the indices of ``--steps-per-call`` batches travel per call; else one tf.data batch per call.
     """
-
-    def epoch_seed(epoch: int) -> int:
-        return config.seed * 100003 + epoch
-
     epoch, offset = divmod(run.step, per_epoch)
     if gan.on_device:
         while run.running:
             n = min(gan.s["steps_per_call"], run.total - run.step, per_epoch - run.step % per_epoch)
             idx = gan.parallel.local_rows(
-                gan_data.batch_indices(len(images), gan.batch_size, epoch_seed, run.step, n), 1
+                gan_data.batch_indices(len(images), gan.batch_size, partial(epoch_seed, config.seed), run.step, n), 1
             )
-            logs = gan.step.train_steps({"idx": idx}) if n > 1 else gan.step.train_step({"idx": idx[0]})
+            logs = gan.train_on_indices(idx)
             run.advance(n, logs)
             yield n, logs
             if run.step % per_epoch == 0:
                 return
         return
-    for batch in gan_data.image_batches(images, gan.batch_size, seed=epoch_seed(epoch), skip=offset):
+    for batch in gan_data.image_batches(images, gan.batch_size, seed=epoch_seed(config.seed, epoch), skip=offset):
         logs = gan.step.train_step({"x": gan.parallel.local_rows(batch)})
         run.advance(1, logs)
         yield 1, logs
