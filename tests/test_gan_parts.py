@@ -75,6 +75,23 @@ def test_r1_penalty_matches_finite_differences():
     np.testing.assert_allclose(ops.convert_to_numpy(scores)[:, 0], np.asarray(d(x.astype("float32")))[:, 0], rtol=1e-5)
 
 
+@pytest.mark.parametrize("rows, fraction, kept", [(8, 0.25, 2), (3, 0.25, 1), (5, 1.0, 5), (10, 0.5, 5)])
+def test_head_rows_keeps_a_fraction_and_at_least_one(rows, fraction, kept):
+    assert tuple(ops.shape(gan.head_rows(ops.zeros((rows, 2)), fraction))) == (kept, 2)
+
+
+def test_r1_fraction_estimates_r1_on_the_first_rows_and_scores_all(mnist_dir):
+    images, _ = gan_data.load_mnist(str(mnist_dir))
+    cfg = gan.Config(dataset="mnist", data_dir=str(mnist_dir), batch_size=8, r1_fraction=0.25, r1=2.0)
+    model = gan.GAN(cfg, images[:64])
+    _, aux = model.d_loss({"idx": ops.convert_to_tensor(np.arange(8, dtype="int32"))})
+    real = ops.convert_to_tensor(images[:8].astype("float32") / 127.5 - 1.0)
+    _, expected = gan.r1_penalty(model.d_scores, real[:2])
+    assert float(aux["d/r1"]) == pytest.approx(float(expected), rel=1e-5)
+    scores = ops.convert_to_numpy(model.d_scores(real))
+    assert float(aux["d/real_score"]) == pytest.approx(float(scores.mean()), rel=1e-5)
+
+
 def test_gradient_penalty_matches_finite_differences():
     d = small_d(1)
     rng = np.random.default_rng(1)
