@@ -10,8 +10,8 @@ device, each step's batch gathered inside the compiled call, one step per call; 
 ``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits all.
 Prints steps/s and the ratio of each to (a); exit code 1 if a fused variant is slower than (a).
 
-Figures (docs/benchmarks.md, commit 1ddcadc, 2-core CPU, one core, 3 rounds): TensorFlow pipeline 7.23 steps/s,
-device 10 steps/call 7.28 (x1.007); JAX 1.46 and 1.47 (x1.003), the fused call unrolled (fused_unroll): inside
+Figures (docs/benchmarks.md, commit 9786931, 2-core CPU, one core, 3 rounds): TensorFlow pipeline 3.62 steps/s,
+device 10 steps/call 3.62 (x1.001); JAX 1.33 and 1.39 (x1.044), the fused call unrolled (fused_unroll): inside
 a lax.scan loop XLA's CPU convolutions ran ~4x slower.
 """
 
