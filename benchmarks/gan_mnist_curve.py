@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     if not model.on_device:
         parser.error("the images must be held on the device (--device-data-mb at least their size)")
     per_epoch = len(images) // model.batch_size
-    total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
+    epochs = model.s["epochs"]
+    total = epochs * per_epoch if config.steps is None else min(config.steps, epochs * per_epoch)
     z = np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, model.z_dim)).astype("float32")
     cache = [Path(config.classifier_cache).expanduser()]
     samplers = {"averaged": model.G_avg, "raw": model.G} if model.G_avg is not None else {"raw": model.G}

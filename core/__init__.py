@@ -8,7 +8,7 @@ from core.averaging import EMA, AfterUpdateError, copy_weights, ema  # noqa: E40
 from core.backends import get_backend as _get_backend  # noqa: E402
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
 from core.config import UsageError, arg, check_ranges, field_docs, make_parser, parse_config, run_main  # noqa: E402
-from core.device import describe_device, enable_compilation_cache, gpu_available  # noqa: E402
+from core.device import describe_device, enable_compilation_cache, gpu_available, native_bfloat16  # noqa: E402
 from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_env  # noqa: E402
 from core.forward import ForwardFunction, make_forward  # noqa: E402
 from core.lifecycle import Run, RunConfig  # noqa: E402
@@ -104,6 +104,7 @@ __all__ = [
     "make_parser",
     "make_step",
     "minimize",
+    "native_bfloat16",
     "parse_config",
     "run_main",
     "save_checkpoint",

@@ -82,7 +82,7 @@ def test_head_rows_keeps_a_fraction_and_at_least_one(rows, fraction, kept):
 
 def test_r1_fraction_estimates_r1_on_the_first_rows_and_scores_all(mnist_dir):
     images, _ = gan_data.load_mnist(str(mnist_dir))
-    cfg = gan.Config(dataset="mnist", data_dir=str(mnist_dir), batch_size=8, r1_fraction=0.25, r1=2.0)
+    cfg = gan.Config(dataset="mnist", batch_size=8, r1_fraction=0.25, r1=2.0, augment_shift=0, precision="float32")
     model = gan.GAN(cfg, images[:64])
     _, aux = model.d_loss({"idx": ops.convert_to_tensor(np.arange(8, dtype="int32"))})
     real = ops.convert_to_tensor(images[:8].astype("float32") / 127.5 - 1.0)
@@ -286,3 +286,46 @@ def test_update_group_repeats_equals_repeated_steps():
         np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(core.StepDefinitionError, match="repeats"):
         core.make_step([core.UpdateGroup("m", lambda b: 0.0, [keras.Variable(1.0)], keras.optimizers.SGD(), None, 0)])
+
+
+def _shifted(image, dy, dx, fill=-1.0):
+    """NumPy reference: ``image`` moved down by dy and right by dx, the uncovered border set to ``fill``."""
+    h, w = image.shape[:2]
+    out = np.full_like(image, fill)
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def _find_shift(image, shifted, max_shift):
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            if np.allclose(_shifted(image, dy, dx), shifted, atol=1e-6):
+                return dy, dx
+    return None
+
+
+def test_random_shift_moves_each_image_within_range_and_fills_background():
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 9, 7, 2)).astype("float32")  # not square: rows and columns
+    out = ops.convert_to_numpy(gan.random_shift(ops.convert_to_tensor(x), 2, keras.random.SeedGenerator(3)))
+    shifts = [_find_shift(x[i], out[i], 2) for i in range(len(x))]
+    assert None not in shifts  # every image is its own shift of the input, within +-2
+    assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-2, 3))  # a fresh draw per image
+
+
+def test_random_shift_passes_gradients_back_through_the_same_shift():
+    x = np.random.default_rng(1).uniform(-1, 1, (6, 8, 8, 1)).astype("float32")
+    w = np.random.default_rng(2).normal(size=(6, 8, 8, 1)).astype("float32")
+    seed = 7  # an integer seed draws the same shifts on every call
+
+    def weighted(v):
+        return ops.sum(gan.random_shift(v, 3, seed) * w, axis=(1, 2, 3))
+
+    out = ops.convert_to_numpy(gan.random_shift(ops.convert_to_tensor(x), 3, seed))
+    _, grad = core.input_gradient(weighted, ops.convert_to_tensor(x))
+    grad = ops.convert_to_numpy(grad)
+    for i in range(len(x)):
+        dy, dx = _find_shift(x[i], out[i], 3)
+        # d/dx of sum(w * shift(x)) is w shifted back, zero where the pixel left the picture
+        np.testing.assert_allclose(grad[i], _shifted(w[i], -dy, -dx, fill=0.0), atol=1e-6)

@@ -108,3 +108,23 @@ def test_mixed_float16_image_run(tmp_path):
     summary = gan.train(cfg)
     assert summary["steps"] == 4
     assert np.all(np.isfinite(np.load(tmp_path / "run" / "samples.npy")))
+
+
+def test_auto_precision_follows_native_bfloat16_and_sets_the_epochs(monkeypatch):
+    for native in (True, False):
+        monkeypatch.setattr(core, "native_bfloat16", lambda native=native: native)
+        s = gan.settings(gan.Config(dataset="mnist"))
+        assert (s["precision"], s["epochs"]) == (("mixed_bfloat16", 20) if native else ("float32", 16))
+        assert gan.settings(gan.Config(dataset="ring"))["precision"] == "float32"  # 2D: always float32
+        assert gan.settings(gan.Config(dataset="mnist", precision="float32", epochs=3))["epochs"] == 3
+
+
+def test_native_bfloat16_on_the_cpu_reads_the_cpu_flags():
+    if core.gpu_available():
+        pytest.skip("a GPU decides by its compute capability")
+    backend = core.backends.get_backend()
+    assert not backend.native_bfloat16(frozenset({"avx2", "fma"}))
+    expected = keras.backend.backend() == "tensorflow"  # oneDNN uses AVX512_BF16 / AMX; XLA's CPU does not
+    assert backend.native_bfloat16(frozenset({"avx2", "avx512_bf16"})) == expected
+    assert backend.native_bfloat16(frozenset({"amx_bf16"})) == expected
+    assert isinstance(core.native_bfloat16(), bool)

@@ -112,6 +112,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["--seed", "-1"], "--seed must be in [0, 4294967295]"),
         (["--out", "/dev/null"], "--out /dev/null is a file, not a folder"),
         (["--resume"], "--resume needs --out"),
+        (["--augment-shift", "1"], "--augment-shift is for images"),
+        (["--dataset", "mnist", "--augment-shift", "14"], "under half the image size"),
+        (["--dataset", "mnist", "--augment-shift", "-1"], "--augment-shift must be"),
+        (["--precision", "float64"], "--precision"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):

@@ -181,3 +181,12 @@ def test_describe_device_names_backend():
     desc = core.describe_device()
     assert desc.startswith(keras.backend.backend() + " on ")
     assert ("GPU" in desc) == core.gpu_available()
+
+
+def test_seed_everything_switches_tensorflow_to_deterministic_kernels():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("XLA needs no switch on the CPU")
+    from tensorflow.python.framework import config  # the public API can switch it on, not read it
+
+    core.seed_everything(0)
+    assert config.is_op_determinism_enabled()

@@ -277,6 +277,19 @@ def gpu_available() -> bool:
     return jax.devices()[0].platform == "gpu"
 
 
+def enable_determinism() -> None:
+    """Nothing to switch on: XLA's CPU programs were bit-reproducible in every test here."""
+
+
+def native_bfloat16(cpu_flags: frozenset) -> bool:
+    """GPUs of compute capability 8 or more; never XLA's CPU, whose bfloat16 convolutions ran slower than float32
+    here (docs/gan.md) even on a CPU with AVX512_BF16."""
+    devices = jax.devices()
+    if devices[0].platform != "gpu":
+        return False
+    return all(float(getattr(d, "compute_capability", "0")) >= 8.0 for d in devices)
+
+
 def enable_compilation_cache(folder: Path) -> Path | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)

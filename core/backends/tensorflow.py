@@ -143,6 +143,22 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def enable_determinism() -> None:
+    """TensorFlow's deterministic kernels: without them, on a busy 2-core CPU about one process in five trained
+    the image GAN to different last bits (tests/test_gan_images.py's resume test, measured; docs/gan.md)."""
+    tf.config.experimental.enable_op_determinism()
+
+
+def native_bfloat16(cpu_flags: frozenset) -> bool:
+    """GPUs of compute capability 8 or more; on the CPU, oneDNN's bfloat16 kernels need AVX512_BF16 or AMX."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return all(
+            tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0) for g in gpus
+        )
+    return bool(cpu_flags & {"avx512_bf16", "amx_bf16"})
+
+
 def fast_entry(compiled: Callable, input_signature: list | None) -> Callable:
     """The cheapest way to call ``compiled`` with arguments that match ``input_signature``.
 
