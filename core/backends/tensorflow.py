@@ -144,8 +144,8 @@ def gpu_available() -> bool:
 
 
 def enable_determinism() -> None:
-    """TensorFlow's deterministic kernels: without them, on a busy 2-core CPU about one process in five trained
-    the image GAN to different last bits (tests/test_gan_images.py's resume test, measured; docs/gan.md)."""
+    """TensorFlow's deterministic kernels. On a busy 2-core CPU the image GAN's resume test (tests/test_gan_images.py)
+    differed in the last bits in 2 of 10 processes without them and 1 of 22 with them: fewer, not none (docs/gan.md)."""
     tf.config.experimental.enable_op_determinism()
 
 
