@@ -9,8 +9,9 @@ Losses: non-saturating (default) or WGAN-GP, optional R1 on real data; both pena
 D with respect to its input inside the loss (core.input_gradient). D's samples can be packed (PacGAN).
 Samples, grids and quality figures come from an averaged copy of G (core.ema after every step, --ema-decay;
 --sample-raw for the trained G). Image data that fit (--device-data-mb) stay on the device and several steps
-run per compiled call (--steps-per-call); --precision mixed_bfloat16 / mixed_float16 through Keras dtype
-policies, float16 with loss scaling per update group.
+run per compiled call (--steps-per-call), and D sees them randomly shifted (--augment-shift); --precision
+mixed_bfloat16 / mixed_float16 through Keras dtype policies (auto: bfloat16 for images where the device computes
+it natively), float16 with loss scaling per update group.
 """
 
 from __future__ import annotations
