@@ -468,8 +468,9 @@ class GAN:
             fake_scores = self.d_scores(fake_p)
         else:
             # One D call for real and fake, and R1's rows cut off from the batch's graph: with three D calls and
-            # the plain slice, TensorFlow's D gradients differed in the last bits in about one process in five
-            # (tests/test_gan_images.py's resume test, 10-25 % of runs on a busy machine; this way 0 of 34).
+            # the plain slice, TensorFlow's D gradients differed in the last bits in 10-25 % of processes on a busy
+            # machine (tests/test_gan_images.py's resume test), this way in none of 34 without the shift and in
+            # 1 of 22 with it and deterministic kernels (docs/gan.md, "Determinism").
             real_scores, fake_scores = ops.split(self.d_scores(ops.concatenate([real_p, fake_p], axis=0)), 2)
             if r1 > 0:  # E||grad||^2 estimated on the first rows: unbiased, and the double backward is cheaper
                 _, r1_term = r1_penalty(self.d_scores, ops.stop_gradient(head_rows(real_p, r1_fraction)))
@@ -644,8 +645,9 @@ def _load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
 def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     """A fixed batch order per (seed, epoch); a grid of samples from fixed noise per epoch."""
     images, labels = _load_images(config)
-    if settings(config)["batch_size"] > len(images):
-        raise core.UsageError(f"--batch-size {settings(config)['batch_size']} exceeds the {len(images)} images")
+    batch_size = settings(config)["batch_size"]
+    if batch_size > len(images):
+        raise core.UsageError(f"--batch-size {batch_size} exceeds the {len(images)} images")
     gan = GAN(config, images, parallel)
     per_epoch = len(images) // gan.batch_size
     epochs = gan.s["epochs"]
