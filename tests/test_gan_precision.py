@@ -114,7 +114,7 @@ def test_auto_precision_follows_native_bfloat16_and_sets_the_epochs(monkeypatch)
     for native in (True, False):
         monkeypatch.setattr(core, "native_bfloat16", lambda native=native: native)
         s = gan.settings(gan.Config(dataset="mnist"))
-        assert (s["precision"], s["epochs"]) == (("mixed_bfloat16", 20) if native else ("float32", 16))
+        assert (s["precision"], s["epochs"]) == (("mixed_bfloat16", 22) if native else ("float32", 18))
         assert gan.settings(gan.Config(dataset="ring"))["precision"] == "float32"  # 2D: always float32
         assert gan.settings(gan.Config(dataset="mnist", precision="float32", epochs=3))["epochs"] == 3
 

@@ -116,6 +116,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["--dataset", "mnist", "--augment-shift", "14"], "under half the image size"),
         (["--dataset", "mnist", "--augment-shift", "-1"], "--augment-shift must be"),
         (["--precision", "float64"], "--precision"),
+        (["--beta2", "1"], "--beta2 must be in [0, 0.999999], got 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
@@ -219,3 +220,16 @@ def test_help_lists_every_flag(capsys):
     out = capsys.readouterr().out
     for flag in ("--precision", "--ema-decay", "--sample-raw", "--device-data-mb", "--classifier-cache"):
         assert flag in out
+
+
+def test_adam_betas_follow_the_dataset_defaults_and_the_flags():
+    images = np.zeros((8, 8, 8, 1), dtype="uint8")
+    cases = [
+        (gan.Config(dataset="ring"), None, (0.5, 0.999)),
+        (gan.Config(dataset="folder", image_size=8, channels=1, precision="float32"), images, (0.0, 0.99)),
+        (gan.Config(dataset="ring", beta1=0.3, beta2=0.9), None, (0.3, 0.9)),
+    ]
+    for config, data, betas in cases:
+        model = gan.GAN(config, data)
+        for opt in (model.g_opt, model.d_opt):
+            assert (opt.beta_1, opt.beta_2) == pytest.approx(betas)
