@@ -94,8 +94,8 @@ class Config(core.RunConfig):
     d_lr: float | None = core.arg(None, above=0, max=10)
     """discriminator Adam learning rate (2D 1e-3, images 1e-3)"""
     beta1: float | None = core.arg(None, min=0, max=0.999999)
-    """Adam beta_1 of both optimizers (2D 0.5; images 0: with the averaged G to smooth the samples, undamped
-    steps learn faster)"""
+    """Adam beta_1 of both optimizers (2D 0.5; images 0: no momentum, which reached a given quality in fewer
+    epochs; the averaged G smooths the noisier steps)"""
     beta2: float | None = core.arg(None, min=0, max=0.999999)
     """Adam beta_2 of both optimizers (2D 0.999; images 0.99)"""
     lr_decay: float | None = core.arg(None, above=0, max=1)
