@@ -36,18 +36,24 @@ def make(args: argparse.Namespace, on_device: bool) -> tuple[gan.GAN, np.ndarray
         seed=args.seed,
         batch_size=args.batch_size,
         precision=args.precision,
+        conditional=args.conditional,
     )
-    images, _ = gan_data.load_mnist(args.data_dir)
+    images, labels = gan_data.load_mnist(args.data_dir)
     core.seed_everything(args.seed)
-    return gan.GAN(config, images), images
+    return gan.GAN(config, images, labels=labels), images
 
 
 def pipeline_rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
-    batches = iter(gan_data.image_batches(images, model.batch_size, seed=0))
-    model.step.train_step({"x": next(batches)})  # traced / compiled before the clock starts
+    labels = model.labels_np if model.classes else None
+    batches = iter(gan_data.image_batches(images, model.batch_size, seed=0, labels=labels))
+
+    def feed(batch):  # the example's conditional step takes each batch's labels as "y"
+        return {"x": batch[0], "y": batch[1]} if model.classes else {"x": batch}
+
+    model.step.train_step(feed(next(batches)))  # traced / compiled before the clock starts
     start = time.perf_counter()
     for _ in range(steps):
-        model.step.train_step({"x": next(batches)})
+        model.step.train_step(feed(next(batches)))
     return steps / (time.perf_counter() - start)
 
 
@@ -77,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument(
+        "--conditional", action=argparse.BooleanOptionalAction, default=False, help="the class-conditional GAN"
+    )
     args = parser.parse_args(argv)
     print(f"stepping on {core.describe_device()}, mode graph, {args.precision}", flush=True)
     piped, images = make(args, False)

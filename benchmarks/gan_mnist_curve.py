@@ -23,9 +23,9 @@ import core
 from examples import gan, gan_data
 
 
-def figures(model: gan.GAN, sampler, images, labels, z, cache) -> str:
+def figures(model: gan.GAN, sampler, images, labels, z, z_labels, cache) -> str:
     model.sampler = sampler
-    q = gan.classifier_quality(images, labels, model.sample(z), cache, gan.CLASSIFIER_EPOCHS)
+    q = gan.classifier_quality(images, labels, model.sample(z, z_labels), cache, gan.CLASSIFIER_EPOCHS)
     kl = "n/a" if q["class_kl"] is None else f"{q['class_kl']:.3f}"  # None: no confident sample
     return f"FD {q['frechet_distance']:6.2f}  confident {q['confident_fraction']:.3f}  class KL {kl}"
 
@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     config = core.parse_config(gan.Config, ["--dataset", "mnist", *argv[split + 1 :]])
     images, labels = gan_data.load_mnist(config.data_dir)
     core.seed_everything(config.seed)
-    model = gan.GAN(config, images)
+    model = gan.GAN(config, images, labels=labels)
     if not model.on_device:
         parser.error("the images must be held on the device (--device-data-mb at least their size)")
     per_epoch = len(images) // model.batch_size
     epochs = model.s["epochs"]
     total = epochs * per_epoch if config.steps is None else min(config.steps, epochs * per_epoch)
     z = np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, model.z_dim)).astype("float32")
+    z_labels = model.draw_labels(config.num_samples, config.seed + 3)  # None unconditional
     cache = [Path(config.classifier_cache).expanduser()]
     samplers = {"averaged": model.G_avg, "raw": model.G} if model.G_avg is not None else {"raw": model.G}
     print(f"stepping on {core.describe_device()}; batch {model.batch_size}, {total} steps", flush=True)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         step += n
         if step % args.every == 0 or step == total:
             for name, sampler in samplers.items():
-                scores = figures(model, sampler, images, labels, z, cache)
+                scores = figures(model, sampler, images, labels, z, z_labels, cache)
                 print(f"step {step:6d}  {seconds:7.1f} s  {name:8s} {scores}", flush=True)
     return 0
 

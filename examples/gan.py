@@ -131,6 +131,10 @@ class Config(core.RunConfig):
     ema_decay: float | None = core.arg(None, min=0, max=1)
     """keep an averaged copy of G (after every step: avg <- decay * avg + (1 - decay) * G, core.ema) and draw
     samples, grids and quality figures from it; 0 turns it off (2D 0, images 0.999)"""
+    conditional: bool = False
+    """mnist: class-conditional GAN: G draws a digit of a given class (one-hot label beside the noise), D scores
+    image and label together (projection discriminator); samples come in the data's class proportions, grids one
+    class per column. Sharper digits (98 percent confidently classified), no better Frechet distance (docs/gan.md)"""
     sample_raw: bool = False
     """draw samples, grids and quality figures from the raw (trained) G even when an average is kept"""
     steps_per_call: int | None = core.arg(None, min=1)
@@ -175,9 +179,13 @@ class Config(core.RunConfig):
             raise core.UsageError(f"--image-size must be a multiple of 4 from 8 to 128, got {self.image_size}")
         if self.dataset in DATASETS_2D and self.augment_shift:
             raise core.UsageError(f"--augment-shift is for images; {self.dataset} is 2D points")
+        if self.conditional and self.dataset != "mnist":
+            raise core.UsageError(f"--conditional needs labelled data (mnist); {self.dataset} has none")
         if self.augment_shift and 2 * self.augment_shift >= (28 if self.dataset == "mnist" else self.image_size):
             raise core.UsageError(f"--augment-shift {self.augment_shift} must be under half the image size")
         s = settings(self)
+        if s["conditional"] and s["pack"] != 1:
+            raise core.UsageError(f"--pack {s['pack']} packs images of different classes: a conditional GAN needs 1")
         if s["batch_size"] % s["pack"]:
             raise core.UsageError(f"--batch-size {s['batch_size']} is not a multiple of --pack {s['pack']}")
 
@@ -297,9 +305,10 @@ def mlp_discriminator(in_dim: int, hidden: int) -> keras.Model:
     return keras.Sequential(layers + [keras.layers.Dense(1, dtype="float32")], name="discriminator")
 
 
-def conv_generator(z_dim: int, size: int, channels: int) -> keras.Model:
+def conv_generator(z_dim: int, size: int, channels: int, classes: int = 0) -> keras.Model:
     """DCGAN-style: dense to (size/4)^2 x 128, two stride-2 transposed convolutions (64 and 32 channels), then a
-    3x3 convolution to the picture, tanh: the last one sees each output pixel's neighbourhood at full size."""
+    3x3 convolution to the picture, tanh: the last one sees each output pixel's neighbourhood at full size.
+    With ``classes`` its input is the noise and a one-hot label side by side (``GAN.g_input``)."""
     base = size // 4
 
     def up(units):
@@ -311,7 +320,7 @@ def conv_generator(z_dim: int, size: int, channels: int) -> keras.Model:
 
     return keras.Sequential(
         [
-            keras.Input((z_dim,)),
+            keras.Input((z_dim + classes,)),
             keras.layers.Dense(base * base * 128, use_bias=False),
             keras.layers.BatchNormalization(momentum=0.9),
             keras.layers.LeakyReLU(0.2),
@@ -324,22 +333,26 @@ def conv_generator(z_dim: int, size: int, channels: int) -> keras.Model:
     )
 
 
-def conv_discriminator(size: int, channels: int) -> keras.Model:
-    """DCGAN-style: two stride-2 convolutions and a 3x3 one with leaky ReLU, then one logit."""
-    return keras.Sequential(
-        [
-            keras.Input((size, size, channels)),
-            keras.layers.Conv2D(64, 4, strides=2, padding="same"),
-            keras.layers.LeakyReLU(0.2),
-            keras.layers.Conv2D(128, 4, strides=2, padding="same"),
-            keras.layers.LeakyReLU(0.2),
-            keras.layers.Conv2D(256, 3, padding="same"),
-            keras.layers.LeakyReLU(0.2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(1, dtype="float32"),  # logits in float32 under mixed precision
-        ],
-        name="discriminator",
-    )
+def conv_discriminator(size: int, channels: int, classes: int = 0) -> keras.Model:
+    """DCGAN-style: two stride-2 convolutions and a 3x3 one with leaky ReLU, then one logit.
+
+    With ``classes`` it takes ``[images, labels]`` and adds the projection ``<embed(label), features>`` to the
+    logit (Miyato and Koyama 2018; on the flattened features: with them averaged over the positions the labels
+    took effect later and the Frechet distance was worse, docs/gan.md): D judges whether the image is a real
+    digit of that class."""
+    x = keras.Input((size, size, channels))
+    h = x
+    for units, kernel, strides in ((64, 4, 2), (128, 4, 2), (256, 3, 1)):
+        h = keras.layers.Conv2D(units, kernel, strides=strides, padding="same")(h)
+        h = keras.layers.LeakyReLU(0.2)(h)
+    h = keras.layers.Flatten()(h)
+    logit = keras.layers.Dense(1, dtype="float32")(h)  # logits in float32 under mixed precision
+    if not classes:
+        return keras.Model(x, logit, name="discriminator")
+    y = keras.Input((), dtype="int32")
+    embedded = keras.layers.Embedding(classes, h.shape[-1], embeddings_initializer="zeros")(y)
+    projection = keras.layers.Dot(axes=1, dtype="float32")([embedded, h])
+    return keras.Model([x, y], keras.layers.Add(dtype="float32")([logit, projection]), name="discriminator")
 
 
 @contextlib.contextmanager
@@ -357,14 +370,23 @@ def dtype_policy(name: str):
 class GAN:
     """Both networks, both optimizers, the noise / data seed generator and the compiled step."""
 
-    def __init__(self, config: Config, images: np.ndarray | None = None, parallel=None):
+    def __init__(
+        self, config: Config, images: np.ndarray | None = None, parallel=None, labels: np.ndarray | None = None
+    ):
         self.s = settings(config)
         self.config = config
         self.parallel = parallel or core.SingleDevice()
+        self.classes = 0
+        if self.s["conditional"]:
+            if labels is None or len(labels) != len(images):
+                raise ValueError("a conditional GAN needs one label per image")
+            self.classes = int(labels.max()) + 1
+            self.label_counts = np.bincount(labels, minlength=self.classes)
+            self.labels_np = labels
         with self.parallel.scope():
-            self._build(images)
+            self._build(images, labels)
 
-    def _build(self, images: np.ndarray | None) -> None:
+    def _build(self, images: np.ndarray | None, labels: np.ndarray | None) -> None:
         s, config = self.s, self.config
         self.is_2d = config.dataset in DATASETS_2D
         self.on_device = False
@@ -393,7 +415,7 @@ class GAN:
                 core.clip_by_global_norm(config.clip_g) if config.clip_g else None,
             ),
         ]
-        inputs = None if self.is_2d else self._image_inputs(images)
+        inputs = None if self.is_2d else self._image_inputs(images, labels)
         self.G_avg, after = None, []
         if s["ema_decay"] > 0:
             # A separate copy (core.ema's docstring says why not the optimizer's use_ema), checkpointed as "g_avg".
@@ -421,21 +443,24 @@ class GAN:
             image_shape = tuple(images.shape[1:])
             h, w, c = image_shape
             self.z_dim = 64
-            self.G = conv_generator(self.z_dim, h, c)
-            self.D = conv_discriminator(h, c * self.pack)
+            self.G = conv_generator(self.z_dim, h, c, self.classes)
+            self.D = conv_discriminator(h, c * self.pack, self.classes)
 
     def _optimizer(self, lr):
         """Adam; under mixed_float16 inside a LossScaleOptimizer (the core scales each group's loss)."""
         opt = keras.optimizers.Adam(lr, beta_1=self.s["beta1"], beta_2=self.s["beta2"])
         return keras.optimizers.LossScaleOptimizer(opt) if self.s["precision"] == "mixed_float16" else opt
 
-    def _image_inputs(self, images: np.ndarray) -> dict:
+    def _image_inputs(self, images: np.ndarray, labels: np.ndarray | None) -> dict:
         """Data on the device (a uint8 variable, batches drawn by index inside the step) when they fit; else
-        the batches themselves are the step's input."""
+        the batches themselves are the step's input (with their labels as "y" for a conditional GAN)."""
         self.on_device = images.nbytes <= self.config.device_data_mb * 2**20
         if not self.on_device:
-            return {"x": core.InputSpec((None, *images.shape[1:]))}
+            spec = {"x": core.InputSpec((None, *images.shape[1:]))}
+            return {**spec, "y": core.InputSpec((None,), "int32")} if self.classes else spec
         self.images = keras.Variable(images, dtype="uint8", trainable=False, name="images")
+        if self.classes:
+            self.labels = keras.Variable(labels.astype("int32"), dtype="int32", trainable=False, name="labels")
         return {"idx": core.InputSpec((self.batch_size,), "int32")}
 
     def _lr(self, lr: float, updates_per_step: int):
@@ -455,23 +480,41 @@ class GAN:
         noise = keras.random.normal((self.step_rows, 2), stddev=self.std / self.data_scale, seed=self.seed_gen)
         return self.parallel.shard_rows(ops.take(self.modes, idx, axis=0) + noise)
 
+    def batch_labels(self, batch):
+        """The real batch's labels (None unconditional); generated images of a step take the same ones, so that
+        D sees real and generated digits in the same class proportions."""
+        if not self.classes:
+            return None
+        return ops.take(self.labels, batch["idx"], axis=0) if "idx" in batch else batch["y"]
+
     def noise(self, n):
         return self.parallel.shard_rows(keras.random.normal((n, self.z_dim), seed=self.seed_gen))
 
-    def d_scores(self, x):
+    def g_input(self, z, labels=None):
+        return z if labels is None else ops.concatenate([z, ops.one_hot(labels, self.classes)], axis=-1)
+
+    def d_scores(self, x, labels=None):
         if self.s["augment_shift"]:
             x = random_shift(x, self.s["augment_shift"], self.seed_gen)
-        return self.D(x, training=True)
+        return self.D(x if labels is None else [x, labels], training=True)
 
     # --- the two losses ---
     def d_loss(self, batch):
-        real = self.real_batch(batch)
+        real, y = self.real_batch(batch), self.batch_labels(batch)
         n = ops.shape(real)[0]
-        fake = ops.stop_gradient(self.G(self.noise(n), training=True))
+        fake = ops.stop_gradient(self.G(self.g_input(self.noise(n), y), training=True))
         real_p, fake_p = pack(real, self.pack), pack(fake, self.pack)
         aux, penalty = {}, 0.0
         r1, r1_fraction = self.s["r1"], self.s["r1_fraction"]
-        if r1 > 0 and r1_fraction == 1:
+        if y is not None:  # pack is 1 (validate): the labels pair with the rows one to one
+            real_scores, fake_scores = ops.split(
+                self.d_scores(ops.concatenate([real_p, fake_p], axis=0), ops.concatenate([y, y], axis=0)), 2
+            )
+            if r1 > 0:
+                head = ops.stop_gradient(head_rows(real_p, r1_fraction))
+                y_head = head_rows(y, r1_fraction)
+                _, r1_term = r1_penalty(lambda x: self.d_scores(x, y_head), head)
+        elif r1 > 0 and r1_fraction == 1:
             real_scores, r1_term = r1_penalty(self.d_scores, real_p)
             fake_scores = self.d_scores(fake_p)
         else:
@@ -490,7 +533,7 @@ class GAN:
         else:
             eps_shape = (ops.shape(real_p)[0],) + (1,) * (len(real_p.shape) - 1)
             eps = keras.random.uniform(eps_shape, seed=self.seed_gen)
-            gp = gradient_penalty(self.d_scores, real_p, fake_p, eps)
+            gp = gradient_penalty(lambda x: self.d_scores(x, y), real_p, fake_p, eps)
             aux["d/gp"] = gp
             loss = wgan_d_loss(real_scores, fake_scores)
             penalty = penalty + self.config.gp_weight * gp
@@ -501,7 +544,8 @@ class GAN:
     def g_loss(self, batch):
         rows = batch.get("x", batch.get("idx"))
         n = self.step_rows if rows is None else ops.shape(rows)[0]
-        fake_scores = self.d_scores(pack(self.G(self.noise(n), training=True), self.pack))
+        y = self.batch_labels(batch)
+        fake_scores = self.d_scores(pack(self.G(self.g_input(self.noise(n), y), training=True), self.pack), y)
         return ns_g_loss(fake_scores) if self.config.loss == "ns" else wgan_g_loss(fake_scores)
 
     def train_on_indices(self, idx) -> dict:
@@ -509,13 +553,24 @@ class GAN:
         return self.step.train_steps({"idx": idx}) if len(idx) > 1 else self.step.train_step({"idx": idx[0]})
 
     # --- outside the step ---
-    def sample(self, z: np.ndarray) -> np.ndarray:
-        """G(z) in data space: 2D points, or images in [0, 1]."""
+    def sample(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """G(z) (G(z, label) if conditional) in data space: 2D points, or images in [0, 1]."""
+        if self.classes and labels is None:
+            raise ValueError("a conditional GAN samples with one label per noise row")
         out = []
         for i in range(0, len(z), 500):
-            out.append(ops.convert_to_numpy(self.sampler(ops.convert_to_tensor(z[i : i + 500]), training=False)))
+            zi = ops.convert_to_tensor(z[i : i + 500])
+            inputs = zi if labels is None else self.g_input(zi, ops.convert_to_tensor(labels[i : i + 500], "int32"))
+            out.append(ops.convert_to_numpy(self.sampler(inputs, training=False)))
         x = np.concatenate(out).astype("float32")
         return x * self.data_scale if self.is_2d else np.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+    def draw_labels(self, n: int, seed: int) -> np.ndarray | None:
+        """Labels in the data's class proportions for n samples (None unconditional)."""
+        if not self.classes:
+            return None
+        p = self.label_counts / self.label_counts.sum()
+        return np.random.default_rng(seed).choice(self.classes, size=n, p=p).astype("int32")
 
     def checkpoint_objects(self) -> dict:
         objects = {"g": self.G, "d": self.D, "g_opt": self.g_opt, "d_opt": self.d_opt, "seed": self.seed_gen}
@@ -656,11 +711,13 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     batch_size = settings(config)["batch_size"]
     if batch_size > len(images):
         raise core.UsageError(f"--batch-size {batch_size} exceeds the {len(images)} images")
-    gan = GAN(config, images, parallel)
+    gan = GAN(config, images, parallel, labels)
     per_epoch = len(images) // gan.batch_size
     epochs = gan.s["epochs"]
     total = epochs * per_epoch if config.steps is None else min(config.steps, epochs * per_epoch)
-    fixed_z = np.random.default_rng(config.seed + 1).standard_normal((64, gan.z_dim)).astype("float32")
+    cols = gan.classes or 8  # conditional: one class per column
+    fixed_z = np.random.default_rng(config.seed + 1).standard_normal((8 * cols, gan.z_dim)).astype("float32")
+    fixed_labels = np.tile(np.arange(cols, dtype="int32"), 8) if gan.classes else None
     scale = 2 if images.shape[1] < 64 else 1
     where = "on the device" if gan.on_device else "through the input pipeline, 1 step per call"
     mib = images.nbytes / 2**20
@@ -678,7 +735,7 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
                     run.log(logs)
             if run.step % per_epoch == 0 or run.step >= run.total:
                 if run.out is not None and run.chief:
-                    grid = core.image_grid(gan.sample(fixed_z), cols=8)
+                    grid = core.image_grid(gan.sample(fixed_z, fixed_labels), cols=cols)
                     core.save_png(grid, run.out / "grids" / f"epoch_{run.step / per_epoch:07.2f}.png", scale=scale)
                 bar = ", ".join(f"{k} {float(np.mean(logs[k])):.4g}" for k in BAR_KEYS)
                 run.write(f"epoch {run.step / per_epoch:.2f}: {bar}")
@@ -691,13 +748,14 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
         "precision": gan.s["precision"],
     }
     summary = run.write_summary({**figures, "devices": parallel.num_devices})
-    samples = gan.sample(np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, gan.z_dim)))
+    z = np.random.default_rng(config.seed + 2).standard_normal((config.num_samples, gan.z_dim))
+    samples = gan.sample(z, gan.draw_labels(config.num_samples, config.seed + 3))
     if labels is not None and config.quality and run.chief:
         cache = [Path(config.classifier_cache).expanduser()] + ([run.out] if run.out else [])
         summary = run.write_summary(classifier_quality(images, labels, samples, cache, CLASSIFIER_EPOCHS))
         print(_fmt_quality(summary))
     frames = [np.asarray(Image.open(p)) for p in sorted(run.out.glob("grids/epoch_*.png"))] if run.out else []
-    picture = core.image_grid(gan.sample(fixed_z), cols=8)
+    picture = core.image_grid(gan.sample(fixed_z, fixed_labels), cols=cols)
     _write_outputs(run, samples, picture, frames, "grids.gif", fps=2, scale=scale)
     return summary
 
@@ -726,8 +784,12 @@ def _epoch_calls(config: Config, gan: GAN, images: np.ndarray, run: core.Run, pe
             if run.step % per_epoch == 0:
                 return
         return
-    for batch in gan_data.image_batches(images, gan.batch_size, seed=epoch_seed(config.seed, epoch), skip=offset):
-        logs = gan.step.train_step({"x": gan.parallel.local_rows(batch)})
+    labels = gan.labels_np if gan.classes else None
+    seed = epoch_seed(config.seed, epoch)
+    for batch in gan_data.image_batches(images, gan.batch_size, seed=seed, skip=offset, labels=labels):
+        x, y = batch if gan.classes else (batch, None)
+        inputs = {"x": gan.parallel.local_rows(x)}
+        logs = gan.step.train_step(inputs if y is None else {**inputs, "y": gan.parallel.local_rows(y)})
         run.advance(1, logs)
         yield 1, logs
         if not run.running:

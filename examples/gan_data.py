@@ -106,8 +106,16 @@ def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int) -> 
     return np.stack(images), skipped
 
 
-def image_batches(images: np.ndarray, batch_size: int, seed: int, skip: int = 0, use_tf: bool | None = None):
-    """Batches scaled to [-1, 1] in one seeded order per epoch, dropping the last partial batch, first ``skip`` skipped.
+def image_batches(
+    images: np.ndarray,
+    batch_size: int,
+    seed: int,
+    skip: int = 0,
+    use_tf: bool | None = None,
+    labels: np.ndarray | None = None,
+):
+    """Batches scaled to [-1, 1] in one seeded order per epoch, dropping the last partial batch, first ``skip`` skipped;
+    with ``labels``, (images, int32 labels) pairs in the same order.
 
     A tf.data pipeline (shuffle, batch, map, prefetch) when TensorFlow is installed; on a JAX-only
     install the same batches come from NumPy (another, equally seeded order).
@@ -115,13 +123,16 @@ def image_batches(images: np.ndarray, batch_size: int, seed: int, skip: int = 0,
     if use_tf is None:
         use_tf = importlib.util.find_spec("tensorflow") is not None
     if not use_tf:
-        return _numpy_batches(images, batch_size, seed, skip)
+        return _numpy_batches(images, batch_size, seed, skip, labels)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(images)
+    def scale(x):
+        return tf.cast(x, tf.float32) / 127.5 - 1.0
+
+    ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels.astype("int32")))
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(scale if labels is None else lambda x, y: (scale(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.skip(skip).prefetch(tf.data.AUTOTUNE)
 
 
@@ -148,7 +159,9 @@ def batch_indices(num_images: int, batch_size: int, epoch_seed, first_step: int,
     return np.stack(rows).astype("int32")
 
 
-def _numpy_batches(images: np.ndarray, batch_size: int, seed: int, skip: int):
+def _numpy_batches(images: np.ndarray, batch_size: int, seed: int, skip: int, labels: np.ndarray | None):
     order = epoch_order(len(images), seed)
     for start in range((skip * batch_size), len(images) - batch_size + 1, batch_size):
-        yield images[order[start : start + batch_size]].astype("float32") / 127.5 - 1.0
+        rows = order[start : start + batch_size]
+        x = images[rows].astype("float32") / 127.5 - 1.0
+        yield x if labels is None else (x, labels[rows].astype("int32"))

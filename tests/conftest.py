@@ -67,3 +67,25 @@ class StopAfter:
 
     def __exit__(self, *exc):
         pass
+
+
+def checkpoint_weights(out: Path) -> dict:
+    """Every array of ``out/checkpoint.npz`` but the metadata, by name."""
+    import numpy as np
+
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files if k != "__meta__"}
+
+
+def gan_resume_pair(tmp_path: Path, monkeypatch, common: dict, stop_after: int) -> tuple[dict, dict, int]:
+    """The example GAN trained uninterrupted, and interrupted after ``stop_after`` flag checks then resumed:
+    (weights of the first, weights of the second, the steps the uninterrupted run took)."""
+    from examples import gan
+
+    full = gan.train(gan.Config(out=str(tmp_path / "full"), **common))
+    with monkeypatch.context() as m:
+        m.setattr(core.lifecycle, "GracefulInterrupt", lambda: StopAfter(stop_after))
+        part = gan.train(gan.Config(out=str(tmp_path / "part"), **common))
+    assert part["interrupted"] and 0 < part["steps"] < full["steps"]
+    assert gan.train(gan.Config(out=str(tmp_path / "part"), resume=True, **common))["steps"] == full["steps"]
+    return checkpoint_weights(tmp_path / "full"), checkpoint_weights(tmp_path / "part"), full["steps"]

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import StopAfter
+from conftest import checkpoint_weights, gan_resume_pair
 from PIL import Image
 
 import core
@@ -139,25 +139,13 @@ def _pictures(tmp_path, n=40):
     return pics
 
 
-def _weights(out):
-    with np.load(out / "checkpoint.npz", allow_pickle=False) as data:
-        return {k: data[k] for k in data.files if k != "__meta__"}
-
-
 @pytest.mark.parametrize("device_data_mb", [1024.0, 0.0], ids=["on-device", "pipeline"])
 def test_interrupted_image_run_resumes_to_the_same_weights(tmp_path, monkeypatch, device_data_mb):
     pics = _pictures(tmp_path)  # 40 images, batch 8: 5 steps per epoch, calls of 2 steps cut at epoch ends
     common = dict(dataset="folder", data_dir=str(pics), image_size=8, channels=1, batch_size=8, num_samples=5)
     common.update(epochs=3, steps_per_call=2, device_data_mb=device_data_mb, ema_decay=0.9)
-    full = gan.train(gan.Config(out=str(tmp_path / "full"), **common))
-    assert full["steps"] == 15
-    with monkeypatch.context() as m:
-        m.setattr(core.lifecycle, "GracefulInterrupt", lambda: StopAfter(4))
-        part = gan.train(gan.Config(out=str(tmp_path / "part"), **common))
-    assert part["interrupted"] and 0 < part["steps"] < 15
-    assert gan.train(gan.Config(out=str(tmp_path / "part"), resume=True, **common))["steps"] == 15
-    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
-    assert a.keys() == b.keys() and any(k.startswith("g_avg/") for k in a)
+    a, b, steps = gan_resume_pair(tmp_path, monkeypatch, common, stop_after=4)
+    assert steps == 15 and a.keys() == b.keys() and any(k.startswith("g_avg/") for k in a)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
@@ -167,7 +155,7 @@ def test_fused_calls_on_the_device_equal_single_steps(tmp_path):
     common = dict(dataset="folder", data_dir=str(pics), image_size=8, channels=1, batch_size=8, num_samples=5)
     for spc in (1, 5):
         gan.train(gan.Config(epochs=2, steps_per_call=spc, out=str(tmp_path / f"spc{spc}"), **common))
-    a, b = _weights(tmp_path / "spc1"), _weights(tmp_path / "spc5")
+    a, b = checkpoint_weights(tmp_path / "spc1"), checkpoint_weights(tmp_path / "spc5")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
 

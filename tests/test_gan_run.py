@@ -117,6 +117,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["--dataset", "mnist", "--augment-shift", "-1"], "--augment-shift must be"),
         (["--precision", "float64"], "--precision"),
         (["--beta2", "1"], "--beta2 must be in [0, 0.999999], got 1"),
+        (["--dataset", "folder", "--data-dir", ".", "--conditional"], "needs labelled data (mnist)"),
+        (["--conditional"], "needs labelled data (mnist); ring has none"),
+        (["--dataset", "mnist", "--conditional", "--pack", "2"], "a conditional GAN needs 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys):
