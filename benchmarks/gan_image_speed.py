@@ -8,7 +8,8 @@ The MNIST step (the example's networks and losses, batch 64 unless --batch-size)
 a tf.data batch per step fed to ``train_step`` (NumPy batches on a JAX-only install); (b) the images held on the
 device, each step's batch gathered inside the compiled call, one step per call; (c) the same with N steps per
 ``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits all.
-Prints steps/s and the ratio of each to (a); exit code 1 if a fused variant is slower than (a).
+Prints steps/s and the median over rounds of each round's ratio to (a) (paired: the machine's speed drifts between
+rounds); exit code 1 if a fused variant is slower than (a).
 
 Figures (docs/benchmarks.md, commit 9786931, 2-core CPU, one core, 3 rounds): TensorFlow pipeline 3.62 steps/s,
 device 10 steps/call 3.62 (x1.001); JAX 1.33 and 1.39 (x1.044), the fused call unrolled (fused_unroll): inside
@@ -98,12 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in variants.items():
             rates.setdefault(name, []).append(fn())
             print(f"round {r}: {name}: {rates[name][-1]:.2f} steps/s", flush=True)
-    base = statistics.median(rates["pipeline, 1 step/call"])
+    base = rates["pipeline, 1 step/call"]
     print(f"\nmedian of {args.rounds} rounds, {args.steps} steps each, batch {piped.batch_size}, {len(images)} images")
+    print("(the ratio: median of each round's ratio, since the machine's speed drifts between rounds)")
     ok = True
     for name, values in rates.items():
-        ratio = statistics.median(values) / base
-        print(f"{name:24s} {statistics.median(values):7.2f} steps/s   x{ratio:.3f} vs pipeline, 1 step/call")
+        ratios = [v / b for v, b in zip(values, base)]
+        ratio = statistics.median(ratios)
+        spread = f"rounds {min(ratios):.3f}-{max(ratios):.3f}"
+        print(f"{name:24s} {statistics.median(values):7.2f} steps/s   x{ratio:.3f} vs pipeline, 1 step/call ({spread})")
         if name.startswith("device") and not name.startswith("device, 1 ") and ratio < 1.0:
             ok = False
     print("fused calls with the data on the device are " + ("not slower: PASS" if ok else "SLOWER: FAIL"))
