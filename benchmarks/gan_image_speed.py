@@ -11,9 +11,9 @@ device, each step's batch gathered inside the compiled call, one step per call; 
 Prints steps/s and the median over rounds of each round's ratio to (a) (paired: the machine's speed drifts between
 rounds); exit code 1 if a fused variant is slower than (a).
 
-Figures (docs/benchmarks.md, commit 9786931, 2-core CPU, one core, 3 rounds): TensorFlow pipeline 3.62 steps/s,
-device 10 steps/call 3.62 (x1.001); JAX 1.33 and 1.39 (x1.044), the fused call unrolled (fused_unroll): inside
-a lax.scan loop XLA's CPU convolutions ran ~4x slower.
+Figures and the commands behind them: docs/benchmarks.md ("GAN image speed"). On the 2-core CPU the fused call
+and single calls are equal to within about 3 %; on JAX the fused call is unrolled (fused_unroll), since inside a
+lax.scan loop XLA's CPU convolutions ran ~4x slower.
 """
 
 from __future__ import annotations
