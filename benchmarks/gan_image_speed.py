@@ -45,8 +45,7 @@ def make(args: argparse.Namespace, on_device: bool) -> tuple[gan.GAN, np.ndarray
 
 
 def pipeline_rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
-    labels = model.labels_np if model.classes else None
-    batches = iter(gan_data.image_batches(images, model.batch_size, seed=0, labels=labels))
+    batches = iter(gan_data.image_batches(images, model.batch_size, seed=0, labels=model.labels_np))
 
     def feed(batch):  # the example's conditional step takes each batch's labels as "y"
         return {"x": batch[0], "y": batch[1]} if model.classes else {"x": batch}

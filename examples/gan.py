@@ -376,13 +376,11 @@ class GAN:
         self.s = settings(config)
         self.config = config
         self.parallel = parallel or core.SingleDevice()
-        self.classes = 0
+        self.classes, self.labels_np = 0, None
         if self.s["conditional"]:
             if labels is None or len(labels) != len(images):
                 raise ValueError("a conditional GAN needs one label per image")
-            self.classes = int(labels.max()) + 1
-            self.label_counts = np.bincount(labels, minlength=self.classes)
-            self.labels_np = labels
+            self.classes, self.labels_np = int(labels.max()) + 1, labels
         with self.parallel.scope():
             self._build(images, labels)
 
@@ -506,15 +504,7 @@ class GAN:
         real_p, fake_p = pack(real, self.pack), pack(fake, self.pack)
         aux, penalty = {}, 0.0
         r1, r1_fraction = self.s["r1"], self.s["r1_fraction"]
-        if y is not None:  # pack is 1 (validate): the labels pair with the rows one to one
-            real_scores, fake_scores = ops.split(
-                self.d_scores(ops.concatenate([real_p, fake_p], axis=0), ops.concatenate([y, y], axis=0)), 2
-            )
-            if r1 > 0:
-                head = ops.stop_gradient(head_rows(real_p, r1_fraction))
-                y_head = head_rows(y, r1_fraction)
-                _, r1_term = r1_penalty(lambda x: self.d_scores(x, y_head), head)
-        elif r1 > 0 and r1_fraction == 1:
+        if r1 > 0 and r1_fraction == 1 and y is None:
             real_scores, r1_term = r1_penalty(self.d_scores, real_p)
             fake_scores = self.d_scores(fake_p)
         else:
@@ -522,9 +512,13 @@ class GAN:
             # the plain slice, TensorFlow's D gradients differed in the last bits in 10-25 % of processes on a busy
             # machine (tests/test_gan_images.py's resume test), this way in none of 34 without the shift and in
             # 1 of 22 with it and deterministic kernels (docs/gan.md, "Determinism").
-            real_scores, fake_scores = ops.split(self.d_scores(ops.concatenate([real_p, fake_p], axis=0)), 2)
+            # Conditional (pack 1, validate): each row keeps its label, real and generated rows the same ones.
+            both = None if y is None else ops.concatenate([y, y], axis=0)
+            real_scores, fake_scores = ops.split(self.d_scores(ops.concatenate([real_p, fake_p], axis=0), both), 2)
             if r1 > 0:  # E||grad||^2 estimated on the first rows: unbiased, and the double backward is cheaper
-                _, r1_term = r1_penalty(self.d_scores, ops.stop_gradient(head_rows(real_p, r1_fraction)))
+                y_head = None if y is None else head_rows(y, r1_fraction)
+                head = ops.stop_gradient(head_rows(real_p, r1_fraction))
+                _, r1_term = r1_penalty(lambda x: self.d_scores(x, y_head), head)
         if r1 > 0:
             aux["d/r1"] = r1_term
             penalty = 0.5 * r1 * r1_term
@@ -569,7 +563,7 @@ class GAN:
         """Labels in the data's class proportions for n samples (None unconditional)."""
         if not self.classes:
             return None
-        p = self.label_counts / self.label_counts.sum()
+        p = np.bincount(self.labels_np, minlength=self.classes) / len(self.labels_np)
         return np.random.default_rng(seed).choice(self.classes, size=n, p=p).astype("int32")
 
     def checkpoint_objects(self) -> dict:
@@ -784,9 +778,8 @@ def _epoch_calls(config: Config, gan: GAN, images: np.ndarray, run: core.Run, pe
             if run.step % per_epoch == 0:
                 return
         return
-    labels = gan.labels_np if gan.classes else None
     seed = epoch_seed(config.seed, epoch)
-    for batch in gan_data.image_batches(images, gan.batch_size, seed=seed, skip=offset, labels=labels):
+    for batch in gan_data.image_batches(images, gan.batch_size, seed=seed, skip=offset, labels=gan.labels_np):
         x, y = batch if gan.classes else (batch, None)
         inputs = {"x": gan.parallel.local_rows(x)}
         logs = gan.step.train_step(inputs if y is None else {**inputs, "y": gan.parallel.local_rows(y)})
