@@ -308,25 +308,21 @@ def mlp_discriminator(in_dim: int, hidden: int) -> keras.Model:
 def conv_generator(z_dim: int, size: int, channels: int, classes: int = 0) -> keras.Model:
     """DCGAN-style: dense to (size/4)^2 x 128, two stride-2 transposed convolutions (64 and 32 channels), then a
     3x3 convolution to the picture, tanh: the last one sees each output pixel's neighbourhood at full size.
-    With ``classes`` its input is the noise and a one-hot label side by side (``GAN.g_input``).
-
-    Each hidden layer's features are scaled to unit length at every pixel (pixel normalisation, as in Karras et al.
-    2018) rather than batch-normalised: every sample is drawn on its own, whatever its batch, and the averaged G
-    needs no moving statistics. Unnormalised, some seeds blew up (docs/gan.md, "Normalisation in G")."""
+    With ``classes`` its input is the noise and a one-hot label side by side (``GAN.g_input``)."""
     base = size // 4
 
     def up(units):
         return [
-            keras.layers.Conv2DTranspose(units, 4, strides=2, padding="same"),
-            keras.layers.UnitNormalization(axis=-1),
+            keras.layers.Conv2DTranspose(units, 4, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(momentum=0.9),
             keras.layers.LeakyReLU(0.2),
         ]
 
     return keras.Sequential(
         [
             keras.Input((z_dim + classes,)),
-            keras.layers.Dense(base * base * 128),
-            keras.layers.UnitNormalization(axis=-1),
+            keras.layers.Dense(base * base * 128, use_bias=False),
+            keras.layers.BatchNormalization(momentum=0.9),
             keras.layers.LeakyReLU(0.2),
             keras.layers.Reshape((base, base, 128)),
             *up(64),
