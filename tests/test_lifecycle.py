@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -91,9 +92,23 @@ def _sum_run(tmp_path, *extra):
     return start_example("sum", "--epochs", "400", "--out", str(tmp_path / "run"), *extra)
 
 
+def _wait_for_numpy_import(pid: int, timeout: float = 30.0) -> None:
+    """Until NumPy's extension is mapped into the child: examples/__init__ has installed its Ctrl-C hook by then
+    (it imports nothing before that) and Keras' seconds-long import is under way. A fixed delay was not enough on
+    a loaded machine: the signal could land while Python itself was still starting (a plain traceback)."""
+    maps = Path(f"/proc/{pid}/maps")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "_multiarray_umath" in maps.read_text():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the example never imported NumPy")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the child's memory map (Linux)")
 def test_ctrl_c_during_start_up_is_one_clean_line(tmp_path):
     proc = _sum_run(tmp_path)
-    time.sleep(0.3)  # Python is importing Keras / TensorFlow / JAX
+    _wait_for_numpy_import(proc.pid)  # Python is now importing Keras / TensorFlow / JAX
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode in (130, 0), stderr
