@@ -94,8 +94,9 @@ def _sum_run(tmp_path, *extra):
 
 def _wait_for_numpy_import(pid: int, timeout: float = 30.0) -> None:
     """Until NumPy's extension is mapped into the child: examples/__init__ has installed its Ctrl-C hook by then
-    (it imports nothing before that) and Keras' seconds-long import is under way. A fixed delay was not enough on
-    a loaded machine: the signal could land while Python itself was still starting (a plain traceback)."""
+    (it imports nothing before that) and Keras' seconds-long import is under way. A fixed delay made the moment
+    depend on the machine's load; this one is the point where interrupts used to go astray (inside NumPy's C
+    extension a KeyboardInterrupt became an ImportError)."""
     maps = Path(f"/proc/{pid}/maps")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
