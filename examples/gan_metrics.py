@@ -86,6 +86,36 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return max(value, 0.0)
 
 
+def frechet_over_splits(
+    real: np.ndarray, fake: np.ndarray, draws: int = 20, real_draws: int = 200, seed: int = 0
+) -> dict:
+    """Frechet distance of ``fake`` features to ``real`` ones, beside real against real: means over random draws
+    of n rows against n rows.
+
+    Draw k splits ``real`` at random (``seed``) into disjoint halves A and B of n rows and scores B against A;
+    the first ``draws`` draws (as many as ``fake`` has n-row blocks) also score the k-th n generated rows against
+    A. Both sides compare n rows with n rows, so the distance's finite-sample bias is the same on both. One draw
+    is not enough: on the 10,000 MNIST digits (n = 1,000) real against real ranges from 1.6 to 3.2 (5th to 95th
+    percentile, mean 2.33) over random splits in the quality classifier's features (docs/gan.md). n is half the
+    real rows, or fewer when ``fake`` has fewer rows.
+    """
+    n = max(min(len(real) // 2, len(fake)), 2)
+    count = max(1, min(draws, len(fake) // n))
+    rng = np.random.default_rng(seed)
+    splits = [rng.permutation(len(real)) for _ in range(max(count, real_draws))]
+    gen = [frechet_distance(real[p[:n]], fake[k * n : (k + 1) * n]) for k, p in enumerate(splits[:count])]
+    ref = [frechet_distance(real[p[:n]], real[p[n : 2 * n]]) for p in splits]
+    return {
+        "frechet_distance": float(np.mean(gen)),
+        "frechet_distance_real": float(np.mean(ref)),
+        "frechet_distance_sd": float(np.std(gen)),
+        "frechet_distance_real_sd": float(np.std(ref)),
+        "frechet_samples": n,
+        "frechet_draws": count,
+        "frechet_draws_real": len(splits),
+    }
+
+
 def class_coverage(probs: np.ndarray, num_classes: int = 10, confidence: float = 0.9) -> dict:
     """How generated images spread over the classes a classifier sees in them.
 

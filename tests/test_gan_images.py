@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 from conftest import checkpoint_weights, gan_resume_pair
@@ -29,6 +30,7 @@ def test_mnist_run_writes_grids_gif_and_samples(tmp_path, mnist_dir):
 
 def test_mnist_summary_holds_generated_and_real_quality_figures(tmp_path, mnist_dir, monkeypatch):
     monkeypatch.setattr(gan, "CLASSIFIER_EPOCHS", 1)  # the figures' plumbing, not the classifier's accuracy
+    monkeypatch.setattr(gan, "FRECHET_DRAWS", 3)
     out = tmp_path / "q"
     cfg = gan.Config(
         dataset="mnist",
@@ -43,6 +45,9 @@ def test_mnist_summary_holds_generated_and_real_quality_figures(tmp_path, mnist_
     for key in ("classifier_accuracy", "classes_covered", "class_kl", "confident_fraction", "frechet_distance"):
         assert key in summary and f"{key}_real" in summary or key == "classifier_accuracy"
     assert summary["classes_covered_real"] >= 8 and summary["frechet_distance_real"] < summary["frechet_distance"]
+    # 3 draws of 1,000 generated digits (half the 2,000 held out) against as many real ones; 100 kept as samples.
+    assert (summary["frechet_draws"], summary["frechet_samples"], summary["frechet_draws_real"]) == (3, 1000, 200)
+    assert np.load(out / "samples.npy").shape == (100, 28, 28, 1)
     assert len(list((tmp_path / "cache").glob("quality_classifier_*.npz"))) == 1
 
 
@@ -122,6 +127,27 @@ def test_quality_classifier_reaches_98_percent_on_the_10000_digit_split(mnist_di
     assert q["classifier_accuracy"] >= 0.98
 
 
+def test_samples_are_normalised_by_their_batch_without_touching_the_moving_statistics():
+    images = np.random.default_rng(0).integers(0, 256, size=(64, 28, 28, 1), dtype="uint8")
+    model = gan.GAN(gan.Config(dataset="mnist", batch_size=8, precision="float32"), images)
+    g = model.sampler
+    moving = [v.numpy().copy() for v in g.non_trainable_variables]
+    z = np.random.default_rng(1).standard_normal((20, model.z_dim)).astype("float32")
+    got = model.sample(z)
+    for before, v in zip(moving, g.non_trainable_variables):
+        np.testing.assert_array_equal(before, v.numpy())
+
+    def expected(rows, training):
+        return np.clip((keras.ops.convert_to_numpy(g(z[rows], training=training)) + 1) / 2, 0, 1)
+
+    # Batches of 8; the last one (rows 16-19) filled up with rows 0-3, whose outputs are dropped.
+    np.testing.assert_allclose(got[8:16], expected(np.arange(8, 16), True), atol=1e-5)
+    np.testing.assert_allclose(got[16:], expected([16, 17, 18, 19, 0, 1, 2, 3], True)[:4], atol=1e-5)
+    model.config.sample_statistics = "moving"
+    np.testing.assert_allclose(model.sample(z), expected(np.arange(20), False), atol=1e-5)
+    assert np.abs(got - model.sample(z)).max() > 0.05
+
+
 @pytest.mark.parametrize("size", [28, 32])
 def test_conv_models_shapes(size):
     g = gan.conv_generator(64, size, 3)
@@ -175,6 +201,7 @@ def test_mnist_curve_benchmark_scores_both_generators_every_n_steps(tmp_path, mn
     from benchmarks import gan_mnist_curve
 
     monkeypatch.setattr(gan, "CLASSIFIER_EPOCHS", 1)
+    monkeypatch.setattr(gan, "FRECHET_DRAWS", 1)
     cache = str(tmp_path / "cache")
     flags = ["--data-dir", str(mnist_dir), "--steps", "4", "--num-samples", "100", "--classifier-cache", cache]
     assert gan_mnist_curve.main(["--every", "2", "--", *flags]) == 0

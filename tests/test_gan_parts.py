@@ -201,6 +201,36 @@ def test_frechet_distance_hand_computed():
     assert gan_metrics.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 
+def test_frechet_over_splits_compares_equal_sized_draws_on_both_sides():
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(40, 3)), rng.normal(size=(70, 3)) + 1.0
+    q = gan_metrics.frechet_over_splits(real, fake, draws=5, real_draws=8, seed=3)
+    # 20 rows a side; the 70 generated rows hold 3 blocks of 20, so 3 of the 8 draws score them.
+    assert (q["frechet_samples"], q["frechet_draws"], q["frechet_draws_real"]) == (20, 3, 8)
+    order = np.random.default_rng(3)
+    splits = [order.permutation(40) for _ in range(8)]
+    fd = gan_metrics.frechet_distance
+    gen = [fd(real[p[:20]], fake[20 * k : 20 * k + 20]) for k, p in enumerate(splits[:3])]
+    ref = [fd(real[p[:20]], real[p[20:]]) for p in splits]
+    assert q["frechet_distance"] == pytest.approx(np.mean(gen))
+    assert q["frechet_distance_sd"] == pytest.approx(np.std(gen))
+    assert q["frechet_distance_real"] == pytest.approx(np.mean(ref))
+    assert q["frechet_distance_real_sd"] == pytest.approx(np.std(ref)) and q["frechet_distance_real_sd"] > 0
+    # Fewer generated rows than half the real ones: one draw of that many on both sides.
+    few = gan_metrics.frechet_over_splits(real, fake[:7], draws=5, real_draws=8)
+    assert (few["frechet_samples"], few["frechet_draws"]) == (7, 1)
+
+
+def test_frechet_over_splits_mean_is_steadier_than_one_draw():
+    # Same distribution on both sides: the generated figure should match real-vs-real, and the mean of many
+    # draws should sit closer to it than single draws typically do.
+    rng = np.random.default_rng(0)
+    real, fake = rng.standard_t(4, size=(400, 8)), rng.standard_t(4, size=(4000, 8))
+    q = gan_metrics.frechet_over_splits(real, fake, draws=20, real_draws=200)
+    assert q["frechet_draws"] == 20 and q["frechet_distance_sd"] > 0
+    assert abs(q["frechet_distance"] - q["frechet_distance_real"]) < 0.5 * q["frechet_distance_real_sd"]
+
+
 def test_class_coverage():
     probs = np.zeros((10, 10))
     probs[:5, 3] = 1.0  # 5 confident threes
