@@ -425,6 +425,7 @@ class GAN:
             core.copy_weights(self.G_avg, self.G)
             after = [core.ema(self.G_avg.weights, self.G.weights, s["ema_decay"], count=self.g_opt.iterations)]
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
+        self._sampling_calls = {}
         # Images: the fused call unrolled (JAX; XLA's CPU convolutions run ~4x slower inside a loop, measured).
         unroll = 1 if self.is_2d else s["steps_per_call"]
         self.step = core.make_step(
@@ -562,16 +563,29 @@ class GAN:
         by_batch = not self.is_2d and self.config.sample_statistics == "batch"
         size = self.batch_size if by_batch else 500
         rows = np.arange(-(-len(z) // size) * size) % len(z) if by_batch else np.arange(len(z))
-        model = self.sampler
-        state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+        forward = self._sampling_call(by_batch)
+        z = np.asarray(z, "float32")
         out = []
         for i in range(0, len(rows), size):
             zi = ops.convert_to_tensor(z[rows[i : i + size]])
             y = None if labels is None else ops.convert_to_tensor(labels[rows[i : i + size]], "int32")
-            inputs = zi if y is None else self.g_input(zi, y)
-            out.append(ops.convert_to_numpy(model.stateless_call(*state, inputs, training=by_batch)[0]))
+            out.append(forward({"x": zi if y is None else self.g_input(zi, y)}))
         x = np.concatenate(out)[: len(z)].astype("float32")
         return x * self.data_scale if self.is_2d else np.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+    def _sampling_call(self, training: bool) -> core.ForwardFunction:
+        """The sampler's forward pass, compiled once per mode; ``stateless_call`` keeps training-mode batch
+        normalisation from writing its moving averages."""
+        if (self.sampler, training) not in self._sampling_calls:
+            model = self.sampler
+
+            def forward(batch):
+                values = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+                return model.stateless_call(*values, batch["x"], training=training)[0]
+
+            spec = {"x": core.InputSpec((None, self.z_dim + self.classes))}
+            self._sampling_calls[(self.sampler, training)] = core.make_forward(forward, spec, self.config.mode)
+        return self._sampling_calls[(self.sampler, training)]
 
     def draw_labels(self, n: int, seed: int) -> np.ndarray | None:
         """Labels in the data's class proportions for n samples (None unconditional)."""
