@@ -248,7 +248,7 @@ class StepFunctions:
             )
         return loss, aux, grads
 
-    def _prepared(self, batch: dict) -> dict:
+    def _with_derived(self, batch: dict) -> dict:
         """The batch plus what ``prepare_fn`` derives from it, once per step, outside every gradient."""
         if self.prepare_fn is None:
             return batch
@@ -317,7 +317,7 @@ class StepFunctions:
         return {k: v[-1] for k, v in logs.items()}
 
     def _train_math(self, batch: dict) -> dict:
-        batch = self._prepared(batch)
+        batch = self._with_derived(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
             if group.repeat_key is not None and (self._parallel is None or self._parallel.loops_with_updates):
@@ -334,7 +334,7 @@ class StepFunctions:
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _test_math(self, batch: dict) -> dict:
-        batch = self._prepared(batch)
+        batch = self._with_derived(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
             loss, aux = split_loss(group.loss_fn(batch))
@@ -345,7 +345,7 @@ class StepFunctions:
         return {k: ops.cast(v, "float32") for k, v in logs.items()}
 
     def _gradients_math(self, batch: dict) -> dict:
-        batch = self._prepared(batch)
+        batch = self._with_derived(batch)
         grads = {g.name: self._group_grads(g, batch)[2] for g in self.groups}
         if self._parallel is not None:  # the global batch's gradients, as an update would use them
             grads = {name: list(self._parallel.mean_gradients(gs)) for name, gs in grads.items()}
@@ -359,7 +359,8 @@ class StepFunctions:
         return self._backend.fused_loop(self._train_one, {}, num_steps, self.fused_unroll)
 
     # ----- public calls -----
-    def _prepare(self, batch: Mapping[str, Any] | None, leading: int = 0) -> dict:
+    def _checked_inputs(self, batch: Mapping[str, Any] | None, leading: int = 0) -> dict:
+        """The declared inputs checked, converted to tensors and, with data parallel, split over the devices."""
         batch = {} if batch is None else batch
         self._check(batch, leading)
         prepared = {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
@@ -395,7 +396,7 @@ class StepFunctions:
     def train_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One forward + backward + update per group, in order; returns the logs."""
         self._require_groups()
-        prepared = self._prepare(batch)  # check before the first call traces anything
+        prepared = self._checked_inputs(batch)  # check before the first call traces anything
         return self._floats(self._entry("_train")(prepared))
 
     def train_steps(
@@ -408,7 +409,7 @@ class StepFunctions:
         """
         self._require_groups()
         if self.inputs:
-            prepared = self._prepare(batches, leading=1)
+            prepared = self._checked_inputs(batches, leading=1)
             steps = {k: int(v.shape[0]) for k, v in prepared.items()}
             n = next(iter(steps.values()))
             if len(set(steps.values())) > 1:
@@ -426,13 +427,13 @@ class StepFunctions:
 
     def test_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Forward only: each group's loss (and aux) plus ``outputs_fn``; no updates."""
-        prepared = self._prepare(batch)
+        prepared = self._checked_inputs(batch)
         return self._floats(self._entry("_test")(prepared))
 
     def gradients(self, batch: Mapping[str, Any] | None = None) -> dict[str, list[np.ndarray]]:
         """Each group's raw gradients at the current weights, without applying them."""
         self._require_groups()
-        prepared = self._prepare(batch)
+        prepared = self._checked_inputs(batch)
         grads = self._entry("_grads")(prepared)
         return {name: [self._backend.to_numpy(g) for g in gs] for name, gs in grads.items()}
 

@@ -400,11 +400,11 @@ def decide_bootstrap(run: core.Run, window: EpisodeWindow, agent: Reinforce, cfg
     return bool(state["bootstrap_truncated"])
 
 
-def finish(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, target: float | None) -> dict:
-    """summary.json at once, then the evaluations and the GIF on gymnasium's own environment."""
+def training_figures(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, target: float | None) -> dict:
+    """The figures of the training itself: summary.json keys, evaluations and GIF still empty."""
     state, seconds = run.state, run.elapsed()
     solved = state["solved_at"] or {}
-    figures = {
+    return {
         "algo": cfg.algo,
         "env_id": cfg.env,
         "env_backend": backend,
@@ -432,7 +432,13 @@ def finish(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, t
         "tracing_counts": {**agent.step.tracing_counts(), "sample": agent.sample.tracing_count()},
         "devices": 1,  # the agent steps on one device
     }
+
+
+def finish(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, target: float | None) -> dict:
+    """summary.json at once, then the evaluations and the GIF on gymnasium's own environment."""
+    figures = training_figures(run, board, agent, cfg, backend, target)
     summary = run.write_summary(figures)
+    state, seconds, solved = run.state, run.elapsed(), run.state["solved_at"] or {}
     if solved:
         print(
             f"solved: mean return of the last 100 episodes >= {target} after {solved['env_steps']} env steps, "
