@@ -2,7 +2,8 @@
 
     python -m benchmarks.parallel_step --data-dir ../shared/data/mnist
 
-The default MNIST step (batch 64, data on the device, one step per call) timed three ways in one process:
+The image GAN's MNIST step (this script's default batch 64, data on the device, one step per call) timed three
+ways in one process:
 (a) the plain path (``--devices 1``); (b) ``core.DataParallel(1)``: the distribution code on one device, whose
 cost over (a) is the overhead the data-parallel path adds; (c) ``core.DataParallel(2)``. On a machine without
 accelerators the devices are the CPU split in two (``CUSTOMLOOP_CPU_DEVICES=2``, set for you): both share the

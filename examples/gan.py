@@ -81,7 +81,7 @@ class Config(core.RunConfig):
     steps: int | None = core.arg(None, min=1)
     """generator updates (2D default 20000); for images an optional cap on top of --epochs"""
     epochs: int | None = core.arg(None, min=1)
-    """passes over the image data (mnist / folder): 22 computing in bfloat16, 18 in float32 (about 8.5 minutes
+    """passes over the image data (mnist / folder): 22 computing in bfloat16, 18 in float32 (about 8 minutes
     of training on MNIST's 10,000 digits on a 2-core CPU either way)"""
     batch_size: int | None = core.arg(None, min=1)
     """samples per step (2D 256, images 32)"""
