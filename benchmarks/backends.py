@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import core
+
 STEPS_PER_CALL = 100
 
 
@@ -65,8 +67,10 @@ def worker(repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per variant (median reported)")
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--repeats", type=core.positive_int, default=5, help="timed passes per variant (median reported)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -107,4 +111,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(core.run_script(main))

@@ -75,13 +75,13 @@ def device_rate(model: gan.GAN, images: np.ndarray, steps: int, per_call: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: keras.datasets download)")
-    parser.add_argument("--steps", type=int, default=60, help="timed steps per variant and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps-per-call", type=int, nargs="+", default=[10])
+    parser.add_argument("--steps", type=core.positive_int, default=60, help="timed steps per variant and round")
+    parser.add_argument("--rounds", type=core.positive_int, default=3)
+    parser.add_argument("--steps-per-call", type=core.positive_int, nargs="+", default=[10])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=core.positive_int, default=64)
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument(
         "--conditional", action=argparse.BooleanOptionalAction, default=False, help="the class-conditional GAN"
@@ -114,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(core.run_script(main))

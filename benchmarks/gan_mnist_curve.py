@@ -11,7 +11,6 @@ Settings are compared at equal training seconds, since a cheaper step buys more 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from functools import partial
@@ -33,8 +32,8 @@ def figures(model: gan.GAN, sampler, images, labels, z, z_labels, cache) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--every", type=int, default=780, help="steps between scorings")
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--every", type=core.positive_int, default=780, help="steps between scorings")
     args = parser.parse_args(argv[:split])
     config = core.parse_config(gan.Config, ["--dataset", "mnist", *argv[split + 1 :]])
     images, labels = gan_data.load_mnist(config.data_dir)
@@ -67,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(core.run_script(main))

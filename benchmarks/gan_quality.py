@@ -9,7 +9,6 @@ example's own train_seconds and the process wall time, and checks the issue's qu
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -17,6 +16,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import core
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +38,7 @@ def run_one(dataset: str, seed: int, extra: list[str], out_root: Path) -> dict:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    proc.check_returncode()  # core.run_script reports the example's own last line
     summary = json.loads((out / "summary.json").read_text())
     summary["wall_seconds"] = wall
     return summary
@@ -86,8 +86,8 @@ def table(dataset: str, rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=core.positive_int, default=5)
     parser.add_argument("--datasets", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
     parser.add_argument("--json", help="also write all summaries to this file")
     parser.add_argument("extra", nargs="*", help="flags passed to examples.gan (after --)")
@@ -117,4 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(core.run_script(main))

@@ -13,7 +13,6 @@ that a change in the machine's load hits all; medians are printed with the ratio
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -42,13 +41,15 @@ def rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files (default: keras.datasets download)")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per variant and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=core.positive_int, default=30, help="timed steps per variant and round")
+    parser.add_argument("--rounds", type=core.positive_int, default=3)
+    parser.add_argument("--batch-size", type=core.positive_int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.batch_size % 2:
+        parser.error(f"--batch-size {args.batch_size}: the 2-device variant splits it in two, so it must be even")
     if "CUSTOMLOOP_CPU_DEVICES" not in os.environ and not core.gpu_available():
         # The CPU must be split before the backend starts: start again with it split in two.
         os.environ["CUSTOMLOOP_CPU_DEVICES"] = "2"
@@ -77,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(core.run_script(main))

@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import core
+
 REPO = Path(__file__).resolve().parents[1]
 TUNING_SEEDS = {"CartPole-v1": "1000-1023", "Acrobot-v1": "1000-1005"}
 PEER = (
@@ -38,8 +40,7 @@ def run_example(backend: str, args: list[str], out: Path) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "examples.reinforce", *args, "--no-gif", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{backend} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    proc.check_returncode()  # core.run_script reports the example's own last line
     return json.loads((out / "summary.json").read_text())
 
 
@@ -133,8 +134,7 @@ def throughput(args: argparse.Namespace, agent_args: list[str]) -> None:
         for epochs in (10, 1):
             code = f"import benchmarks.policy_gradient as b; b.measure_throughput({epochs}, {args.num_envs})"
             proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise SystemExit(proc.stderr[-3000:])
+            proc.check_returncode()
             got = json.loads(proc.stdout.strip().splitlines()[-1])
             ratio = got["device"] / got["gymnasium"]
             print(
@@ -183,18 +183,21 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, agent_args = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["seeds", "paths", "throughput"])
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=core.positive_int, default=20)
     parser.add_argument("--first-seed", type=int, default=2000)
-    parser.add_argument("--budget", type=int, default=200_000, help="max env steps per run")
+    parser.add_argument("--budget", type=core.positive_int, default=200_000, help="max env steps per run")
     parser.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras backends")
-    parser.add_argument("--num-envs", type=int, default=4096, help="throughput: device environments")
+    parser.add_argument("--num-envs", type=core.positive_int, default=4096, help="throughput: device environments")
     args = parser.parse_args(argv)
+    unknown = [b for b in args.backends.split(",") if b not in ("tensorflow", "jax")]
+    if unknown:
+        parser.error(f"--backends: {', '.join(unknown)} not among tensorflow, jax")
     {"seeds": seeds, "paths": paths, "throughput": throughput}[args.what](args, agent_args)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(core.run_script(main))

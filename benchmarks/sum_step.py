@@ -8,14 +8,14 @@ per-step time from the same run, so a busy machine moves them less than raw time
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
 
 import keras
 import numpy as np
 
-import core  # noqa: F401  (quiet TensorFlow start-up)
+import core
 from examples.sum import make_dataset, sse
 
 
@@ -75,9 +75,11 @@ def time_fused(x, y, mode: str, repeats: int, steps_per_call: int = 100) -> floa
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per variant (median reported)")
-    parser.add_argument("--samples", type=int, default=1000, help="steps per timed pass")
+    parser = core.OneLineErrorParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--repeats", type=core.positive_int, default=5, help="timed passes per variant (median reported)"
+    )
+    parser.add_argument("--samples", type=core.positive_int, default=1000, help="steps per timed pass")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.samples < 100:
         parser.error("--repeats must be >= 1 and --samples >= 100")
@@ -104,4 +106,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(core.run_script(main))

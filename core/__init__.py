@@ -7,7 +7,18 @@ import_keras_quietly()
 from core.averaging import EMA, AfterUpdateError, copy_weights, ema  # noqa: E402
 from core.backends import get_backend as _get_backend  # noqa: E402
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from core.config import UsageError, arg, check_ranges, field_docs, make_parser, parse_config, run_main  # noqa: E402
+from core.config import (  # noqa: E402
+    OneLineErrorParser,
+    UsageError,
+    arg,
+    check_ranges,
+    field_docs,
+    make_parser,
+    parse_config,
+    positive_int,
+    run_main,
+    run_script,
+)
 from core.device import describe_device, enable_compilation_cache, gpu_available, native_bfloat16  # noqa: E402
 from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_env  # noqa: E402
 from core.forward import ForwardFunction, make_forward  # noqa: E402
@@ -107,6 +118,9 @@ __all__ = [
     "native_bfloat16",
     "parse_config",
     "run_main",
+    "run_script",
+    "positive_int",
+    "OneLineErrorParser",
     "save_checkpoint",
     "scan",
     "seed_everything",

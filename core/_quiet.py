@@ -34,7 +34,27 @@ def silenced_stderr(enabled: bool = True):
         os.close(devnull)
 
 
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+MAX_CPU_DEVICES = 64
+
+
+class StartupError(RuntimeError):
+    """A bad environment variable: one line and exit code 2 before anything else runs."""
+
+
 def import_keras_quietly() -> None:
+    try:
+        _import_keras_quietly()
+    except StartupError as e:
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else "customloop"
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _import_keras_quietly() -> None:
+    name = os.environ.get("KERAS_BACKEND")
+    if name and name not in SUPPORTED_BACKENDS:  # empty: unset, as Keras reads it
+        raise StartupError(f"KERAS_BACKEND={name!r}: customloop runs on {' or '.join(SUPPORTED_BACKENDS)}")
     quiet = not verbose_requested()
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -61,10 +81,13 @@ def prepare_devices() -> None:
     ``KERAS_DISTRIBUTION_*`` variables join each other (JAX)."""
     from core.backends import get_backend
 
-    backend = get_backend()
+    try:
+        backend = get_backend()
+    except NotImplementedError as e:  # a keras.json naming another backend
+        raise StartupError(str(e)) from None
     count = os.environ.get("CUSTOMLOOP_CPU_DEVICES", "").strip()
     if count:
-        if not count.isdigit() or int(count) < 1:
-            raise SystemExit(f"error: CUSTOMLOOP_CPU_DEVICES must be a positive int, got {count!r}")
+        if not count.isdigit() or not 1 <= int(count) <= MAX_CPU_DEVICES:
+            raise StartupError(f"CUSTOMLOOP_CPU_DEVICES must be an int from 1 to {MAX_CPU_DEVICES}, got {count!r}")
         backend.split_cpu(int(count))
     backend.initialize_processes()

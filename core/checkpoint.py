@@ -89,6 +89,8 @@ def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], meta: M
 
 def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Every array and the metadata of the checkpoint at ``path``; CheckpointError if it is not one."""
+    if Path(path).exists() and not Path(path).is_file():  # a folder, a FIFO (reading one would wait forever)
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, Mapping):  # a bare .npy array, not an archive of named ones
@@ -109,6 +111,12 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any
     return arrays, meta
 
 
+def _kind(dtype: Any) -> str:
+    """float, int or bool: a float variable takes any float width (precision policies), never an integer."""
+    name = keras.backend.standardize_dtype(dtype)
+    return next((kind for kind in ("bool", "float", "int") if kind in name), name)  # bfloat16, uint8: float, int
+
+
 def load_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> dict[str, Any]:
     """Assign saved values into the variables of ``objects``; return the metadata.
 
@@ -117,20 +125,31 @@ def load_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any]) -> dict
     Optimizers must be built (their slots created) before loading.
     """
     arrays, meta = _read(path)
-    pending, missing, unexpected, wrong_shape = [], [], [], []
+    pending, missing, unexpected, wrong_shape, wrong_kind, non_finite = [], [], [], [], [], []
     for name, obj in objects.items():
         keyed = _keyed(name, obj)
         unexpected += [k for k in arrays if k.startswith(f"{name}/") and k not in keyed]
         for key, v in keyed.items():
-            if key not in arrays:
+            saved = arrays.get(key)
+            if saved is None:
                 missing.append(key)
-            elif tuple(arrays[key].shape) != tuple(v.shape):
-                wrong_shape.append(f"{key} saved {tuple(arrays[key].shape)}, variable {tuple(v.shape)}")
+            elif tuple(saved.shape) != tuple(v.shape):
+                wrong_shape.append(f"{key} saved {tuple(saved.shape)}, variable {tuple(v.shape)}")
+            elif _kind(saved.dtype) != _kind(v.dtype):
+                wrong_kind.append(f"{key} saved {saved.dtype}, variable {keras.backend.standardize_dtype(v.dtype)}")
+            elif _kind(saved.dtype) == "float" and not np.isfinite(saved.astype("float32")).all():
+                non_finite.append(key)  # never written by a run (its guard stops first): a damaged file
             else:
-                pending.append((v, arrays[key]))
+                pending.append((v, saved))
     problems = [
         f"{label} {_some(names)}"
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatch:", wrong_shape))
+        for label, names in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch:", wrong_shape),
+            ("dtype mismatch:", wrong_kind),
+            ("non-finite values in", non_finite),
+        )
         if names
     ]
     if problems:

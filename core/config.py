@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import inspect
+import math
+import subprocess
 import sys
 import textwrap
 import types
@@ -20,35 +23,40 @@ class UsageError(ValueError):
     """Bad user input: reported as one line with exit code 2, never a traceback."""
 
 
-def arg(default: Any, *, min: float | None = None, max: float | None = None, above: float | None = None) -> Any:
+def arg(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+) -> Any:
     """A dataclass field whose range is declared once: ``--flag`` values outside it are a one-line error.
 
-    ``min`` / ``max`` are inclusive bounds, ``above`` an exclusive lower bound (learning rates: ``above=0``).
-    ``None`` (for optional fields) is always allowed. NaN never passes a range.
+    ``min`` / ``max`` are inclusive bounds, ``above`` / ``below`` exclusive ones (learning rates: ``above=0``;
+    decays: ``below=1``). ``None`` (for optional fields) is always allowed. NaN never passes a range.
     """
-    bounds = {k: v for k, v in {"min": min, "max": max, "above": above}.items() if v is not None}
+    given = {"min": min, "max": max, "above": above, "below": below}
+    bounds = {k: v for k, v in given.items() if v is not None}
     return dataclasses.field(default=default, metadata={"range": bounds})
 
 
 def _range_error(name: str, value: Any, bounds: dict) -> str | None:
     if value is None or not bounds:
         return None
-    lo, hi, above = bounds.get("min"), bounds.get("max"), bounds.get("above")
+    lo, hi = bounds.get("min", bounds.get("above")), bounds.get("max", bounds.get("below"))
     ok = value == value  # NaN fails every comparison below, but make it explicit
-    ok = ok and (lo is None or value >= lo) and (hi is None or value <= hi) and (above is None or value > above)
+    ok = ok and (lo is None or value > lo or ("min" in bounds and value == lo))
+    ok = ok and (hi is None or value < hi or ("max" in bounds and value == hi))
     if ok:
         return None
-    lo, hi, above = (_num(b) for b in (lo, hi, above))
-    if above is not None and hi is not None:
-        want = f"in ({above}, {hi}]"
-    elif lo is not None and hi is not None:
-        want = f"in [{lo}, {hi}]"
-    elif above is not None:
-        want = "positive" if above == "0" else f"greater than {above}"
+    left, right = "[" if "min" in bounds else "(", "]" if "max" in bounds else ")"
+    if lo is not None and hi is not None:
+        want = f"in {left}{_num(lo)}, {_num(hi)}{right}"
     elif lo is not None:
-        want = f"at least {lo}"
+        want = ("positive" if lo == 0 else f"greater than {_num(lo)}") if left == "(" else f"at least {_num(lo)}"
     else:
-        want = f"at most {hi}"
+        want = f"at most {_num(hi)}" if right == "]" else f"less than {_num(hi)}"
     return f"--{name.replace('_', '-')} must be {want}, got {value}"
 
 
@@ -59,9 +67,16 @@ def _num(x: float | None) -> str | None:
 
 
 def check_ranges(config: Any) -> None:
-    """Raise UsageError for the first field outside the range declared with :func:`arg`."""
+    """Raise UsageError for the first field outside the range declared with :func:`arg`, for a non-finite
+    number (no flag means infinity or NaN) and for an empty string (an empty path is never meant)."""
     for f in dataclasses.fields(config):
-        message = _range_error(f.name, getattr(config, f.name), f.metadata.get("range", {}))
+        value = getattr(config, f.name)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"{flag} must not be empty")
+        message = _range_error(f.name, value, f.metadata.get("range", {}))
         if message:
             raise UsageError(message)
 
@@ -94,6 +109,41 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts (steps, seeds, rounds): a bad one is the parser's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def run_script(main: Callable[[], Any]) -> int:
+    """Run a script's ``main()`` (a benchmark) with the examples' exit codes: bad input, a file that cannot be
+    read or written, or memory that ran out is one line and code 2. Returns the exit code."""
+
+    prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
+    try:
+        result = main()
+    except subprocess.CalledProcessError as e:  # a benchmark's child run failed: its own code, its own line
+        print(f"{prog}: error: {_child_failure(e)}", file=sys.stderr)
+        return e.returncode if 0 < e.returncode < 128 else 1
+    except Exception as e:
+        return _bad_input(prog, e)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _child_failure(e: subprocess.CalledProcessError) -> str:
+    """A failed child process in one line: its command, and the last line it wrote to stderr (an example's own
+    one-line error, or a traceback's last line) when it was captured."""
+    stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+    last = stderr.strip().splitlines()[-1:] or [f"exit code {e.returncode}"]
+    command = " ".join(map(str, e.cmd)) if isinstance(e.cmd, list | tuple) else str(e.cmd)
+    return f"{command[:200]} failed: {last[0].strip()[:300]}"
 
 
 def make_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
@@ -134,8 +184,11 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
     parser = make_parser(cls)
     ns = vars(parser.parse_args(argv))
     ns.pop("verbose")
+    given = _given_flags(parser, argv, list(ns))
     try:
         config = cls(**ns)
+        with contextlib.suppress(AttributeError, TypeError):  # a slotted config cannot take it: nothing refused
+            object.__setattr__(config, "_given_flags", given)  # for RunConfig.refuse_unused; not a field
         check_ranges(config)
         validate = getattr(config, "validate", None)
         if validate:
@@ -143,6 +196,13 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
     except UsageError as e:
         parser.error(str(e))
     return config
+
+
+def _given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None, names: list[str]) -> frozenset:
+    """The fields set on the command line (not left at their defaults): parsed again with a marker as default."""
+    unset = object()
+    parser.set_defaults(**{name: unset for name in names})
+    return frozenset(k for k, v in vars(parser.parse_args(argv)).items() if k in names and v is not unset)
 
 
 def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> int:
@@ -154,7 +214,6 @@ def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | N
     """
     from core.device import enable_compilation_cache
     from core.runs import NonFiniteLossError
-    from core.step import InputError
 
     prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
     try:
@@ -164,19 +223,40 @@ def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | N
     try:
         enable_compilation_cache()
         train_fn(config)
-    except (UsageError, InputError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a folder or file the user named cannot be read or written
-        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as e:
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        return _bad_input(prog, e)
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _bad_input(prog: str, e: Exception) -> int:
+    """Exit code 2 and one line for the faults of the input (a UsageError, a check of the step's inputs, a file
+    or folder that cannot be read or written, sizes that ran out of memory); anything else is re-raised."""
+    from core.step import InputError
+
+    if isinstance(e, UsageError | InputError | OSError):
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+    elif out_of_memory(e):
+        print(f"{prog}: error: out of memory ({_one_line(e)[:200]}); lower the sizes in the flags", file=sys.stderr)
+    else:
+        raise e
+    return 2
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Host or device memory ran out: NumPy's MemoryError, TensorFlow's ResourceExhaustedError, XLA's status."""
+    text = str(e)
+    return (
+        isinstance(e, MemoryError)
+        or type(e).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in text
+        or "Out of memory" in text
+    )
 
 
 def _one_line(e: BaseException) -> str:

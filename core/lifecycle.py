@@ -46,6 +46,24 @@ class RunConfig:
     """how steps are compiled: eager (plain Python, for debugging), graph (tf.function; jax.jit on JAX) or
     xla (tf.function with jit_compile; jax.jit on JAX)"""
 
+    def refuse_unused(self, names: Sequence[str], why: str) -> None:
+        """A flag given on the command line that has no effect here is a UsageError, not silently ignored.
+
+        Only flags given on the command line count (``core.parse_config`` records them); a config built in code
+        is not checked."""
+        for name in names:
+            if name in getattr(self, "_given_flags", ()):
+                raise UsageError(f"--{name.replace('_', '-')} has no effect {why}")
+
+
+# Fields of every config that a resumed run may change: where it writes, and how its steps are compiled.
+RESUME_MAY_CHANGE = ("out", "resume", "mode")
+_MISSING = object()
+
+
+def _shown(value: Any) -> str:
+    return "left at its default" if value is None else str(value)
+
 
 class Run:
     """Output folder, resume, checkpoints, Ctrl-C, non-finite guard, progress bar, TensorBoard and summary.json.
@@ -54,8 +72,9 @@ class Run:
     ``state`` is the example's own JSON-able counters (episodes, recent returns), saved with
     every checkpoint and restored on resume; ``rng`` a NumPy generator saved and restored too.
     ``step`` counts ``unit``s up to ``total``; a checkpoint is written each time ``checkpoint_every``
-    of them have passed, at the end, and on Ctrl-C. ``must_match`` names config fields a resumed
-    run must share with the saved one (beyond the shapes the checkpoint checks itself). In a run of several
+    of them have passed, at the end, and on Ctrl-C. A resumed run must have the saved run's config except in
+    the fields named by ``may_change`` (budgets, evaluation, speed knobs) and ``RESUME_MAY_CHANGE``: a flag
+    that would change what is being trained is refused, not silently overridden by the checkpoint. In a run of several
     processes only the ``chief`` (process 0) writes checkpoints, TensorBoard, the bar and summary.json; every
     process reads the checkpoint on resume.
     """
@@ -72,7 +91,7 @@ class Run:
         checkpoint_every: int | None = None,
         state: Mapping[str, Any] | None = None,
         rng: np.random.Generator | None = None,
-        must_match: Sequence[str] = (),
+        may_change: Sequence[str] = (),
         chief: bool = True,
     ):
         self.config = config
@@ -82,7 +101,7 @@ class Run:
         self.checkpoint_every = checkpoint_every
         self.state: dict[str, Any] = dict(state or {})
         self.rng = rng
-        self.must_match = tuple(must_match)
+        self.may_change = tuple(dict.fromkeys((*RESUME_MAY_CHANGE, *may_change)))
         self.step = 0
         self.summary: dict[str, Any] = {}
         self._checkpointer = Checkpointer(self.out, objects) if self.out else None
@@ -159,19 +178,33 @@ class Run:
         try:
             meta = ckpt.load()
             saved = meta["config"]
-            self.step, self._seconds_before = int(meta["step"]), float(meta["train_seconds"])
+            self.step, self._seconds_before = _count(meta["step"]), float(meta["train_seconds"])
+            if not math.isfinite(self._seconds_before) or self._seconds_before < 0:
+                raise ValueError(f"train_seconds {self._seconds_before}")
             self.state.update(meta["state"])
             if self.rng is not None:
                 set_rng_state(self.rng, meta["rng"])
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise UsageError(f"--resume: {ckpt.path} does not fit this run ({_one_line(e)})") from None
-        for key in self.must_match:
-            if saved.get(key) != getattr(self.config, key):
-                raise UsageError(
-                    f"--resume: the checkpoint is a run with --{key.replace('_', '-')} {saved.get(key)}, "
-                    f"not {getattr(self.config, key)}"
-                )
+        self._check_same_config(saved)
+        if self.step > self.total:
+            raise UsageError(
+                f"--resume: the checkpoint is at {self.unit} {self.step}, past this run's end ({self.total}); "
+                "resume with a larger budget"
+            )
         print(f"resumed from {ckpt.path} at {self.unit} {self.step}")
+
+    def _check_same_config(self, saved: Any) -> None:
+        if not isinstance(saved, Mapping):
+            raise UsageError(f"--resume: {self._checkpointer.path} holds no run config")
+        for f in dataclasses.fields(self.config):
+            key, now = f.name, getattr(self.config, f.name)
+            if key in self.may_change or _jsonable(now) == saved.get(key, _MISSING):
+                continue
+            flag = "--" + key.replace("_", "-")
+            free = ", ".join("--" + k.replace("_", "-") for k in self.may_change)
+            then = f"records no {flag}" if key not in saved else f"is a run with {flag} {_shown(saved[key])}"
+            raise UsageError(f"--resume: the checkpoint {then}, not {_shown(now)}; only {free} may change on resume")
 
     # ----- inside the loop -----
     @property
@@ -259,6 +292,13 @@ def _means(values: Mapping[str, Any] | None) -> dict[str, float] | None:
     if not values:
         return None
     return {k: float(np.mean(v)) for k, v in values.items() if np.size(v)}
+
+
+def _count(value: Any) -> int:
+    """A saved counter: a non-negative integer (JSON may hold any number or a string there)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"step {value!r} is not a count")
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,6 +21,23 @@ def _exit_at_once(signum, frame):
     os._exit(130)
 
 
+COMMANDS = ("sum", "gan", "reinforce")
+
+
+def _refuse_modules_that_are_not_commands() -> None:
+    # `python -m examples.ppo` would import a library module, run nothing and exit 0: say which commands exist.
+    argv = getattr(sys, "orig_argv", [])
+    target = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    if target != "examples" and not target.startswith("examples."):
+        return
+    source = os.path.join(os.path.dirname(__file__), target.split(".")[1] + ".py") if "." in target else ""
+    if source and (not os.path.exists(source) or '__name__ == "__main__"' in open(source).read()):
+        return  # a command (it runs as __main__), or no such module: Python says so itself
+    print(f"{target}: not a command; run python3 -m examples.{'|'.join(COMMANDS)} (--help)", file=sys.stderr)
+    sys.exit(2)
+
+
+_refuse_modules_that_are_not_commands()
 sys.excepthook = _interrupted_quietly
 # signal.signal works in the main thread only (an import from another thread keeps the excepthook alone).
 _in_main_thread = threading.current_thread() is threading.main_thread()

@@ -32,6 +32,11 @@ import core
 from examples import gan_data, gan_metrics
 
 DATASETS_2D = ("ring", "grid")
+# Flags a resumed run may change: budgets, sampling and scoring, logging, speed knobs that keep the batches.
+RESUME_MAY_CHANGE = (
+    "steps", "epochs", "steps_per_call", "device_data_mb", "num_samples", "quality", "classifier_cache",
+    "sample_raw", "sample_statistics", "log_every", "checkpoint_every",
+)  # fmt: skip
 
 # Per-dataset defaults for the fields left at None (measured: see the README, "2D quality").
 DEFAULTS = {
@@ -83,20 +88,20 @@ class Config(core.RunConfig):
     epochs: int | None = core.arg(None, min=1)
     """passes over the image data (mnist / folder): 22 computing in bfloat16, 18 in float32 (about 8 minutes
     of training on MNIST's 10,000 digits on a 2-core CPU either way)"""
-    batch_size: int | None = core.arg(None, min=1)
+    batch_size: int | None = core.arg(None, min=1, max=65_536)
     """samples per step (2D 256, images 32)"""
     loss: Literal["ns", "wgan-gp"] = "ns"
     """ns: non-saturating GAN loss; wgan-gp: Wasserstein loss with a gradient penalty on interpolates"""
-    d_steps: int = core.arg(1, min=1)
+    d_steps: int = core.arg(1, min=1, max=100)
     """discriminator updates per generator update, all inside the same compiled step"""
     g_lr: float | None = core.arg(None, above=0, max=10)
     """generator Adam learning rate (2D 1e-3, images 1e-3)"""
     d_lr: float | None = core.arg(None, above=0, max=10)
     """discriminator Adam learning rate (2D 1e-3, images 1e-3)"""
-    beta1: float | None = core.arg(None, min=0, max=0.999999)
+    beta1: float | None = core.arg(None, min=0, below=1)
     """Adam beta_1 of both optimizers (2D 0.5; images 0: no momentum, which reached a given quality in fewer
     epochs; the averaged G smooths the noisier steps)"""
-    beta2: float | None = core.arg(None, min=0, max=0.999999)
+    beta2: float | None = core.arg(None, min=0, below=1)
     """Adam beta_2 of both optimizers (2D 0.999; images 0.99)"""
     lr_decay: float | None = core.arg(None, above=0, max=1)
     """final / initial learning rate, reached linearly over --steps (2D 0.01: small steps sharpen the modes;
@@ -116,7 +121,7 @@ class Config(core.RunConfig):
     """clip the discriminator's gradients to this global norm"""
     z_dim: int = core.arg(16, min=1, max=4096)
     """noise size for 2D (images use 64)"""
-    hidden: int = core.arg(128, min=1, max=65536)
+    hidden: int = core.arg(128, min=1, max=8192)
     """units per hidden layer of the 2D MLPs"""
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     """Keras dtype policy of both networks: mixed_* keep float32 weights and compute in bfloat16 / float16
@@ -128,7 +133,7 @@ class Config(core.RunConfig):
     """images: D sees real and generated images shifted by up to this many pixels, a fresh random shift per
     image and call, inside the step (differentiable augmentation: D cannot memorise the data, and G learns
     nothing from it because both kinds get the same); 0 turns it off (images 2; 2D must be 0)"""
-    ema_decay: float | None = core.arg(None, min=0, max=1)
+    ema_decay: float | None = core.arg(None, min=0, below=1)
     """keep an averaged copy of G (after every step: avg <- decay * avg + (1 - decay) * G, core.ema) and draw
     samples, grids and quality figures from it; 0 turns it off (2D 0, images 0.999)"""
     conditional: bool = False
@@ -141,7 +146,7 @@ class Config(core.RunConfig):
     """images: how G's batch normalisation draws samples: batch (each batch of --batch-size samples normalised by
     its own statistics, as in training; a lower Frechet distance on every seed measured, docs/gan.md) or moving
     (the moving averages: a sample does not depend on the others drawn with it)"""
-    steps_per_call: int | None = core.arg(None, min=1)
+    steps_per_call: int | None = core.arg(None, min=1, max=100_000)
     """train steps fused into one compiled call (2D 200; images with the data on the device 10, unrolled on JAX,
     where XLA's CPU convolutions run ~4x slower inside a loop; images through the pipeline always 1)"""
     device_data_mb: float = core.arg(1024.0, min=0)
@@ -179,6 +184,9 @@ class Config(core.RunConfig):
             raise core.UsageError(f"--data-dir is for mnist / folder; {self.dataset} is generated on the fly")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise core.UsageError(f"--data-dir {self.data_dir} is not a folder")
+        cache = Path(self.classifier_cache).expanduser()
+        if cache.exists() and not cache.is_dir():
+            raise core.UsageError(f"--classifier-cache {self.classifier_cache} is a file, not a folder")
         if self.image_size % 4:
             raise core.UsageError(f"--image-size must be a multiple of 4 from 8 to 128, got {self.image_size}")
         if self.dataset in DATASETS_2D and self.augment_shift:
@@ -187,11 +195,24 @@ class Config(core.RunConfig):
             raise core.UsageError(f"--conditional needs labelled data (mnist); {self.dataset} has none")
         if self.augment_shift and 2 * self.augment_shift >= (28 if self.dataset == "mnist" else self.image_size):
             raise core.UsageError(f"--augment-shift {self.augment_shift} must be under half the image size")
+        self.refuse_flags_that_do_nothing()
         s = settings(self)
         if s["conditional"] and s["pack"] != 1:
             raise core.UsageError(f"--pack {s['pack']} packs images of different classes: a conditional GAN needs 1")
         if s["batch_size"] % s["pack"]:
             raise core.UsageError(f"--batch-size {s['batch_size']} is not a multiple of --pack {s['pack']}")
+
+    def refuse_flags_that_do_nothing(self) -> None:
+        if self.loss != "wgan-gp":
+            self.refuse_unused(["gp_weight"], f"with --loss {self.loss}")
+        if self.dataset != "folder":
+            self.refuse_unused(["image_size", "channels"], f"on {self.dataset} (folder images only)")
+        if self.dataset != "mnist":
+            self.refuse_unused(["quality", "classifier_cache"], f"on {self.dataset} (mnist only)")
+        if self.dataset in DATASETS_2D:
+            self.refuse_unused(["sample_statistics", "device_data_mb"], f"on {self.dataset} (images only)")
+        else:
+            self.refuse_unused(["z_dim", "hidden", "log_every", "checkpoint_every"], f"on {self.dataset} (2D only)")
 
 
 def settings(config: Config) -> dict:
@@ -702,7 +723,7 @@ def _open_run(config: Config, gan: GAN, rng: np.random.Generator, total: int, ch
         bar_keys=BAR_KEYS,
         checkpoint_every=checkpoint_every,
         rng=rng,
-        must_match=("dataset",),
+        may_change=RESUME_MAY_CHANGE,
         chief=gan.parallel.is_chief,
     )
 
@@ -847,7 +868,10 @@ def classifier_quality(
     ``cache_dirs`` under a hash of the data (gan_metrics.quality_classifier).
     """
     model, val_idx, accuracy, path, trained = gan_metrics.quality_classifier(images, labels, cache_dirs, epochs)
-    print(f"quality classifier {'trained and saved to' if trained else 'loaded from'} {path}")
+    if path is None:
+        print("quality classifier trained (not cached: no writable folder in --classifier-cache or --out)")
+    else:
+        print(f"quality classifier {'trained and saved to' if trained else 'loaded from'} {path}")
     real_f, real_logits = model.predict(images[val_idx].astype("float32") / 255.0, batch_size=500, verbose=0)
     fake_f, fake_logits = model.predict(samples.astype("float32"), batch_size=500, verbose=0)
     real = gan_metrics.class_coverage(_softmax(real_logits))

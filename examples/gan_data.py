@@ -19,27 +19,36 @@ import core
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
+MAX_IDX_BYTES = 2**31  # far above any MNIST-format split (60,000 digits: 47 MB)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """One IDX file (optionally gzipped): images (magic 2051) or labels (magic 2049)."""
+    """One IDX file (optionally gzipped): images (magic 2051) or labels (magic 2049).
+
+    Reads the header first and then only the bytes it announces (plus one, to catch extra data), so a damaged or
+    hostile file that inflates to gigabytes is refused without being read.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            data = f.read()
+            head = f.read(4)
+            magic = int.from_bytes(head, "big") if len(head) == 4 else None
+            if magic not in (2049, 2051):
+                found = "too short" if magic is None else f"magic number {magic}, expected 2049 or 2051"
+                raise core.UsageError(f"{path} is not an MNIST IDX file ({found})")
+            header = f.read(4 * (magic - 2048))
+            dims = [int.from_bytes(header[i : i + 4], "big") for i in range(0, len(header), 4)]
+            count = int(np.prod(dims, dtype=np.int64))
+            if len(header) < 4 * (magic - 2048) or count > MAX_IDX_BYTES:
+                raise core.UsageError(f"{path}: header {dims} is cut short or announces more than 2 GB")
+            data = f.read(count + 1)
     except (OSError, EOFError, zlib.error) as e:  # unreadable, truncated, or a damaged deflate stream
         raise core.UsageError(f"cannot read IDX file {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
-    if len(data) < 8:
-        raise core.UsageError(f"{path} is not an IDX file (too short)")
-    magic = int.from_bytes(data[:4], "big")
-    if magic not in (2049, 2051):
-        raise core.UsageError(f"{path} is not an MNIST IDX file (magic number {magic}, expected 2049 or 2051)")
-    ndim = magic - 2048
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    count = int(np.prod(dims))
-    if len(data) - offset != count:
-        raise core.UsageError(f"{path}: header says {dims} ({count} bytes) but the file holds {len(data) - offset}")
-    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+    if len(data) != count:
+        held = f"{len(data)}" if len(data) <= count else "more"
+        raise core.UsageError(f"{path}: header says {dims} ({count} bytes) but the file holds {held}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def load_mnist_dir(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +74,8 @@ def load_mnist_dir(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
             raise core.UsageError(f"{img_path.name} / {label_path.name}: shapes {x.shape} and {y.shape} do not match")
         if x.shape[1:] != (28, 28):
             raise core.UsageError(f"{img_path.name}: images of {x.shape[1]}x{x.shape[2]} pixels; MNIST's are 28x28")
+        if len(y) and int(y.max()) > 9:
+            raise core.UsageError(f"{label_path.name}: label {int(y.max())}; MNIST's labels are 0 to 9")
         images.append(x)
         labels.append(y)
     return np.concatenate(images)[..., None], np.concatenate(labels)
@@ -76,7 +87,13 @@ def load_mnist(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
         return load_mnist_dir(data_dir)
     import keras
 
-    (x_train, y_train), _ = keras.datasets.mnist.load_data()
+    try:
+        (x_train, y_train), _ = keras.datasets.mnist.load_data()
+    except Exception as e:  # no network, a proxy, a damaged cache: keras raises plain Exceptions here
+        raise core.UsageError(
+            f"--dataset mnist without --data-dir downloads MNIST through keras.datasets, which failed "
+            f"({type(e).__name__}); give --data-dir DIR holding the IDX files"
+        ) from None
     return x_train[..., None], y_train
 
 

@@ -195,16 +195,19 @@ def quality_classifier(images: np.ndarray, labels: np.ndarray, cache_dirs: list,
     x = images.astype("float32") / 255.0
     y = labels.astype("int32")
     name = f"quality_classifier_{data_key(images, labels, epochs)}.npz"
-    keras.utils.set_random_seed(0)
-    model = build_classifier(images.shape[1:])
     for d in cache_dirs:
         path = Path(d) / name
-        if path.exists():
+        if path.is_file():
+            model = build_classifier(images.shape[1:])
             try:
                 meta = core.load_checkpoint(path, {"clf": model})
-                return model, val_idx, float(meta["accuracy"]), path, False
-            except core.CheckpointError:
-                continue  # unreadable: train again
+                accuracy = float(meta["accuracy"])
+                if 0 <= accuracy <= 1:
+                    return model, val_idx, accuracy, path, False
+            except (core.CheckpointError, KeyError, TypeError, ValueError):
+                pass  # unreadable or damaged (non-finite weights, no accuracy): train again
+    keras.utils.set_random_seed(0)
+    model = build_classifier(images.shape[1:])
     steps = epochs * max(len(train_idx) // 128, 1)
     lr = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.01)
     train = keras.Model(model.input, model.outputs[1])

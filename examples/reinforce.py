@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -44,6 +46,12 @@ DEFAULTS = {
 }  # fmt: skip
 
 
+# Flags a resumed run may change: its budget and stop rule, the final evaluation and GIF, checkpoint cadence, and
+# how many iterations one compiled call runs.
+RESUME_MAY_CHANGE = (
+    "max_env_steps", "target_return", "train_on", "eval_episodes", "gif", "gif_copy", "checkpoint_every",
+    "iterations_per_call",
+)  # fmt: skip
 REPORT_ITERATIONS = 4  # device PPO: iterations per TensorBoard write
 
 
@@ -59,7 +67,7 @@ class Config(core.RunConfig):
     env_backend: Literal["auto", "device", "gymnasium"] = "auto"
     """device: environments written in keras.ops, stepped inside the compiled call (CartPole-v1, Acrobot-v1,
     MountainCar-v0); gymnasium: NumPy environments on the host; auto: device where there is one (PPO)"""
-    num_envs: int | None = core.arg(None, min=1, max=1_000_000)
+    num_envs: int | None = core.arg(None, min=1, max=65_536)
     """environments stepped together (ppo 8, reinforce 32)"""
     rollout_steps: int | None = core.arg(None, min=1, max=100_000)
     """steps of every environment per update (ppo 32, reinforce 16)"""
@@ -95,9 +103,9 @@ class Config(core.RunConfig):
     """clip the policy gradient to this global norm, 0: no clipping (ppo 0.5, reinforce 1)"""
     value_clip_norm: float | None = core.arg(None, min=0)
     """clip the value gradient to this global norm, 0: no clipping (ppo 0.5, reinforce 1)"""
-    hidden: int = core.arg(64, min=1, max=65536)
+    hidden: int = core.arg(64, min=1, max=8192)
     """units of each of the two hidden layers of both networks"""
-    update_size: int = core.arg(1024, min=1)
+    update_size: int = core.arg(1024, min=1, max=1_000_000)
     """reinforce: transitions per train call (finished ones padded to it, or split over several calls)"""
     vectorization: Literal["auto", "vector", "sync"] = "auto"
     """reinforce: gymnasium's numpy-vectorised env (vector), SyncVectorEnv (sync), or vector if available"""
@@ -114,7 +122,7 @@ class Config(core.RunConfig):
     """bound on the run, in environment transitions (device PPO: rounded up to whole calls)"""
     target_return: float | None = None
     """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold)"""
-    greedy_envs: int = core.arg(8, min=0, max=1_000_000)
+    greedy_envs: int = core.arg(8, min=0, max=65_536)
     """device PPO: extra environments stepped in the same rollout with the argmax action (never learned from);
     the run stops only once the mean of their last --greedy-window episodes also reaches the target (0: off)"""
     greedy_window: int = core.arg(16, min=1, max=10_000)
@@ -138,15 +146,17 @@ class Config(core.RunConfig):
     acting call (its train step stays a graph on TensorFlow)"""
 
     def validate(self) -> None:
-        if self.gif_copy and not (self.gif and self.out):
-            raise core.UsageError("--gif-copy needs --out (the GIF is written to --out/episode.gif, then copied)")
-        if self.gif_copy and Path(self.gif_copy).is_dir():
-            raise core.UsageError(
-                f"--gif-copy {self.gif_copy} is a folder; name the file, e.g. {self.gif_copy}/run.gif"
-            )
+        if self.gif_copy:
+            check_gif_copy(self.gif_copy, self.gif, self.out)
         if not self.env.strip():
             raise core.UsageError("--env must name an environment, e.g. CartPole-v1")
         s = resolved(self)
+        backend = env_backend(s)  # one line naming the device environments when there is none for --env
+        self.refuse_unused(PPO_ONLY if s.algo == "reinforce" else REINFORCE_ONLY, f"with --algo {s.algo}")
+        if backend == "gymnasium":
+            self.refuse_unused(DEVICE_PPO_ONLY, "on the gymnasium path (device PPO only)")
+        if not s.shared_optimizer:
+            self.refuse_unused(["value_coef"], "without --shared-optimizer")
         if s.algo == "ppo" and s.num_envs * s.rollout_steps < s.minibatches:
             raise core.UsageError(
                 f"--minibatches {s.minibatches} exceeds the {s.num_envs * s.rollout_steps} "
@@ -156,7 +166,7 @@ class Config(core.RunConfig):
             raise core.UsageError(f"--window {s.window} must exceed --rollout-steps {s.rollout_steps}")
         if s.bootstrap_truncated == "on" and (not s.baseline or s.normalize == "returns"):
             raise core.UsageError("--bootstrap-truncated on needs --baseline and --normalize advantages or none")
-        env_backend(s)  # one line naming the device environments when there is none for --env
+        check_sizes(s, backend)
 
 
 def resolved(config: Config) -> Config:
@@ -180,6 +190,61 @@ def env_backend(config: Config) -> str:
     return "device" if config.env in ids else "gymnasium"
 
 
+# Flags that act on one algorithm or path only: given for another, they are refused (they would do nothing).
+PPO_ONLY = ("gae_lambda", "epochs", "minibatches", "anneal_lr", "shared_optimizer", "value_coef", "clip_coef",
+            "value_clip")  # fmt: skip
+REINFORCE_ONLY = ("update_size", "vectorization", "normalize", "baseline", "bootstrap_truncated", "window")
+DEVICE_PPO_ONLY = ("iterations_per_call", "greedy_envs", "greedy_window", "train_on")
+MAX_ROLLOUT = 2**24  # transitions in one device rollout: 16.8M rows of observations, far beyond any default
+MAX_GYMNASIUM_ENVS = 1024  # gymnasium's vector environments are Python objects, one per copy
+
+
+def check_sizes(s: Config, backend: str) -> None:
+    """Sizes whose product would exhaust memory (or overflow int32 indexing) refused before anything is built."""
+    if backend == "gymnasium" and s.num_envs > MAX_GYMNASIUM_ENVS:
+        raise core.UsageError(f"--num-envs {s.num_envs}: at most {MAX_GYMNASIUM_ENVS} gymnasium environments")
+    envs = s.num_envs + (s.greedy_envs if backend == "device" else 0)
+    if envs * s.rollout_steps > MAX_ROLLOUT:
+        raise core.UsageError(
+            f"--num-envs {s.num_envs} (+ {envs - s.num_envs} greedy) x --rollout-steps {s.rollout_steps} = "
+            f"{envs * s.rollout_steps} transitions per rollout; at most {MAX_ROLLOUT}"
+        )
+
+
+def check_gif_copy(path: str, gif: bool, out: str | None) -> None:
+    """--gif-copy before any training: it needs the GIF and --out, and a file name in a folder it can write."""
+    if not gif:
+        raise core.UsageError("--gif-copy copies the episode GIF, which --no-gif turns off")
+    if not out:
+        raise core.UsageError("--gif-copy needs --out (the GIF is written to --out/episode.gif, then copied)")
+    if Path(path).is_dir():
+        raise core.UsageError(f"--gif-copy {path} is a folder; name the file, e.g. {path}/run.gif")
+    folder = Path(path).absolute().parent
+    while not folder.exists():  # the copy creates the missing folders: the nearest existing one must take them
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise core.UsageError(f"--gif-copy {path}: {folder} is not a folder this run can write in")
+
+
+def check_counters(state: dict) -> None:
+    """A resumed run's counters have the types this example writes (the checkpoint's JSON could hold anything)."""
+
+    def number(x) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    bad = [k for k in ("episodes", "updates", "greedy_episodes", "greedy_env_steps") if not number(state[k])]
+    for key in ("recent", "greedy_recent"):
+        if not isinstance(state.get(key, []), list | collections.deque) or not all(map(number, state.get(key, []))):
+            bad.append(key)
+    for key in ("solved_at", "train_target_at"):
+        moment = state[key]
+        keys = ("env_steps", "episodes", "wall_seconds")
+        if moment is not None and not (isinstance(moment, dict) and all(number(moment.get(k)) for k in keys)):
+            bad.append(key)
+    if bad:
+        raise core.UsageError(f"--resume: the checkpoint's counters are damaged ({', '.join(bad)})")
+
+
 class Scoreboard:
     """Episode returns as they finish, the mean of the last 100 and the moment the stop rule first held.
 
@@ -196,6 +261,7 @@ class Scoreboard:
             state.setdefault(key, start)
         state.setdefault("greedy_episodes", 0)
         state.setdefault("greedy_env_steps", 0)
+        check_counters(state)
         state["recent"] = collections.deque(state.get("recent", []), maxlen=100)
         state["greedy_recent"] = collections.deque(state.get("greedy_recent", []), maxlen=max(greedy_window, 1))
 
@@ -258,19 +324,17 @@ def train(config: Config) -> dict:
     return train_reinforce(cfg)
 
 
-def open_run(
-    cfg: Config, agent, target: float | None, desc: str, greedy_window: int = 0
-) -> tuple[core.Run, Scoreboard]:
-    run = core.Run(
+def open_run(cfg: Config, agent, desc: str) -> core.Run:
+    """The run; its Scoreboard is made once inside ``with run:``, where a resumed run's counters are restored."""
+    return core.Run(
         cfg,
         agent.checkpoint_objects(),
         total=cfg.max_env_steps,
         desc=desc,
         bar_keys=["mean_return_100", "policy/loss", "value/loss"],
         checkpoint_every=cfg.checkpoint_every,
-        must_match=("algo", "env", "env_backend", "num_envs", "greedy_envs"),
+        may_change=RESUME_MAY_CHANGE,
     )
-    return run, Scoreboard(run, target, greedy_window)
 
 
 def report(run: core.Run, board: Scoreboard, logs: dict) -> None:
@@ -296,9 +360,10 @@ def train_ppo_on_device(cfg: Config) -> dict:
             f"{agent.G} greedy monitor envs (argmax, not learned from): the run also needs the mean of their last "
             f"{cfg.greedy_window} episodes to reach the target"
         )
-    run, board = open_run(cfg, agent, target, f"{env.env_id} (device)", cfg.greedy_window if agent.G else 0)
+    run = open_run(cfg, agent, f"{env.env_id} (device)")
     pending: list[dict] = []  # logs not yet written to TensorBoard
     with run:
+        board = Scoreboard(run, target, cfg.greedy_window if agent.G else 0)
         while run.running and not board.done(run.step, cfg.train_on):
             k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
             # After the solve the learning rates fall linearly to 0 over --train-on: the policy settles instead of
@@ -330,9 +395,10 @@ def train_ppo_on_gymnasium(cfg: Config) -> dict:
     agent = PPO(cfg, info.obs_dim, info.num_actions)
     target = cfg.target_return if cfg.target_return is not None else info.reward_threshold
     print(f"{info.env_id} on gymnasium: {cfg.num_envs} envs x {cfg.rollout_steps} steps, target {target}")
-    run, board = open_run(cfg, agent, target, info.env_id)
+    run = open_run(cfg, agent, info.env_id)
     try:
         with run:
+            board = Scoreboard(run, target)
             collector = RolloutCollector(env, info, agent.act, seed=cfg.seed + run.state.get("episodes", 0))
             while run.running and not board.solved:
                 batch, returns, _ = collector.collect(cfg.rollout_steps)
@@ -353,9 +419,10 @@ def train_reinforce(cfg: Config) -> dict:
     target = cfg.target_return if cfg.target_return is not None else info.reward_threshold
     rows = cfg.window or (min(info.max_episode_steps or 1000, 1000) + cfg.rollout_steps)
     print(f"{info.env_id} on gymnasium ({info.vectorization}): {cfg.num_envs} envs, target mean return {target}")
-    run, board = open_run(cfg, agent, target, info.env_id)
+    run = open_run(cfg, agent, info.env_id)
     try:
         with run:
+            board = Scoreboard(run, target)
             window = EpisodeWindow(cfg.num_envs, rows, info.obs_dim)
             # A resumed run cannot restore gymnasium's environments: their episodes restart with a fresh seed.
             collector = Collector(env, info, window, agent.act, seed=cfg.seed + run.state.get("episodes", 0))
@@ -470,8 +537,11 @@ def finish(run: core.Run, board: Scoreboard, agent, cfg: Config, backend: str, t
             summary = run.write_summary({"gif": str(made[0])})
             print(f"wrote {made[0]} (greedy episode, return {made[1]:.0f})")
             if cfg.gif_copy:
-                Path(cfg.gif_copy).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(made[0], cfg.gif_copy)
+                try:
+                    Path(cfg.gif_copy).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(made[0], cfg.gif_copy)
+                except OSError as e:  # checked before training, but the disk can change in between
+                    raise core.UsageError(f"--gif-copy {cfg.gif_copy}: cannot write it ({e.strerror or e})") from None
     return summary
 
 

@@ -26,11 +26,11 @@ class Config(core.RunConfig):
     """Adam learning rate (the article used 1e-4, which needs far more epochs)"""
     batch_size: int = core.arg(1, min=1)
     """samples per step (the article: 1)"""
-    steps_per_call: int = core.arg(1, min=1)
+    steps_per_call: int = core.arg(1, min=1, max=100_000)
     """train steps fused into one compiled call (100 with batch size 1 = one call per epoch)"""
-    train_samples: int = core.arg(100, min=1)
+    train_samples: int = core.arg(100, min=1, max=10_000_000)
     """size of the training set"""
-    test_samples: int = core.arg(10, min=1)
+    test_samples: int = core.arg(10, min=1, max=10_000_000)
     """size of the test set"""
     devices: str = "1"
     """devices to step on, data parallel: N or all (CUSTOMLOOP_CPU_DEVICES=N shows a CPU as N devices); the
@@ -93,7 +93,14 @@ def train(config: Config) -> dict:
     total = config.epochs * per_epoch
     objects = {"model": model, "optimizer": optimizer}
     run = core.Run(
-        config, objects, total=total, desc="sum", bar_keys=["loss"], checkpoint_every=per_epoch, chief=parallel.is_chief
+        config,
+        objects,
+        total=total,
+        desc="sum",
+        bar_keys=["loss"],
+        checkpoint_every=per_epoch,
+        may_change=("epochs", "steps_per_call", "test_samples"),  # the rest would change what is trained
+        chief=parallel.is_chief,
     )
     with run:
         while run.running:

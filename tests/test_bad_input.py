@@ -7,9 +7,16 @@ folders that are files, environments whose packages are missing.
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
+import core
 from examples import gan, reinforce
 from examples import sum as sum_example
 
@@ -83,3 +90,261 @@ def test_gif_copy_naming_a_folder_is_refused_before_training(tmp_path, capsys):
     argv = ["--out", str(tmp_path / "run"), "--gif-copy", str(tmp_path)]
     one_line_exit_2(reinforce.main, argv, capsys, "is a folder")
     assert not (tmp_path / "run").exists()
+
+
+def rewrite_checkpoint(path, meta=None, arrays=None) -> None:
+    """Edit a checkpoint as a damaged or hand-made file would differ: ``meta(dict)`` / ``arrays(dict)`` in place."""
+    with np.load(path, allow_pickle=False) as data:
+        saved = {k: data[k] for k in data.files}
+    meta_dict = json.loads(str(saved.pop("__meta__")))
+    if meta:
+        meta(meta_dict)
+    if arrays:
+        arrays(saved)
+    np.savez(path, __meta__=np.array(json.dumps(meta_dict)), **saved)
+
+
+@pytest.fixture(scope="module")
+def sum_run(tmp_path_factory):
+    """A finished 2-epoch sum run to copy and damage."""
+    out = tmp_path_factory.mktemp("sum") / "run"
+    assert sum_example.main(["--epochs", "2", "--out", str(out)]) == 0
+    return out
+
+
+def copied(run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    return target
+
+
+def _floats(arrays: dict, change) -> None:
+    arrays.update({k: change(v) for k, v in arrays.items() if v.dtype.kind == "f"})
+
+
+def _set(key, value):
+    return lambda d: d.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "meta, arrays, needle",
+    [
+        (_set("step", -50), None, "is not a count"),
+        (_set("step", 1e30), None, "is not a count"),
+        (_set("train_seconds", float("inf")), None, "train_seconds"),
+        (_set("config", [1]), None, "holds no run config"),
+        (lambda d: d["config"].pop("lr"), None, "records no --lr"),
+        (None, lambda a: _floats(a, lambda v: v * np.nan), "non-finite"),
+        (None, lambda a: _floats(a, lambda v: v.astype("int64")), "dtype mismatch"),
+    ],
+    ids=["negative step", "float step", "infinite seconds", "config a list", "config lacks a flag", "nan", "ints"],
+)
+def test_resume_from_a_checkpoint_with_damaged_contents(sum_run, tmp_path, capsys, meta, arrays, needle):
+    out = copied(sum_run, tmp_path)
+    rewrite_checkpoint(out / "checkpoint.npz", meta, arrays)
+    one_line_exit_2(sum_example.main, ["--epochs", "3", "--resume", "--out", str(out)], capsys, needle)
+
+
+def test_resume_from_a_checkpoint_that_is_not_a_file(sum_run, tmp_path, capsys):
+    out = copied(sum_run, tmp_path)
+    (out / "checkpoint.npz").unlink()
+    os.mkfifo(out / "checkpoint.npz")  # reading it would wait forever
+    one_line_exit_2(sum_example.main, ["--epochs", "3", "--resume", "--out", str(out)], capsys, "not a regular file")
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--epochs", "3", "--lr", "0.5"], "a run with --lr 0.01, not 0.5; only --out, --resume, --mode, --epochs"),
+        (["--epochs", "3", "--train-samples", "10", "--batch-size", "10"], "--batch-size 1, not 10"),
+        (["--epochs", "3", "--seed", "5"], "--seed 0, not 5"),
+        (["--epochs", "1"], "past this run's end"),
+    ],
+)
+def test_resume_that_would_change_what_is_trained_is_refused(sum_run, tmp_path, capsys, flags, needle):
+    out = copied(sum_run, tmp_path)
+    before = (out / "checkpoint.npz").read_bytes()
+    one_line_exit_2(sum_example.main, [*flags, "--resume", "--out", str(out)], capsys, needle)
+    assert (out / "checkpoint.npz").read_bytes() == before
+    # What may change does: a longer budget, another compile mode.
+    assert sum_example.main(["--epochs", "3", "--mode", "eager", "--resume", "--out", str(out)]) == 0
+
+
+def test_gan_resume_with_another_loss_or_data_is_refused(tmp_path, capsys):
+    out = tmp_path / "ring"
+    assert gan.main(["--steps", "20", "--steps-per-call", "10", "--num-samples", "50", "--out", str(out)]) == 0
+    capsys.readouterr()
+    flags = ["--steps", "40", "--steps-per-call", "10", "--num-samples", "50", "--out", str(out), "--resume"]
+    one_line_exit_2(gan.main, [*flags, "--loss", "wgan-gp"], capsys, "a run with --loss ns, not wgan-gp")
+    one_line_exit_2(gan.main, [*flags, "--batch-size", "64"], capsys, "--batch-size left at its default, not 64")
+    assert gan.main([*flags, "--num-samples", "60"]) == 0  # sampling may change
+
+
+@pytest.mark.parametrize(
+    "state, needle",
+    [
+        ({"recent": ["a", "b"]}, "recent"),
+        ({"episodes": "x"}, "episodes"),
+        ({"recent": 5}, "recent"),
+        ({"solved_at": 5}, "solved_at"),
+        ({"updates": None}, "updates"),
+    ],
+)
+def test_reinforce_resume_with_damaged_counters(tmp_path, capsys, state, needle):
+    out = tmp_path / "run"
+    argv = ["--max-env-steps", "1000", "--eval-episodes", "0", "--no-gif", "--out", str(out)]
+    assert reinforce.main(argv) == 0
+    capsys.readouterr()
+    rewrite_checkpoint(out / "checkpoint.npz", lambda d: d["state"].update(state))
+    argv[1] = "2000"
+    err = one_line_exit_2(reinforce.main, [*argv, "--resume"], capsys, "counters are damaged")
+    assert needle in err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["--out", ""], "--out must not be empty"),
+        (["--train-samples", "100000000000", "--batch-size", "100"], "--train-samples must be in [1, 10000000]"),
+    ],
+)
+def test_sum_numbers_that_mean_nothing(capsys, argv, needle):
+    one_line_exit_2(sum_example.main, ["--epochs", "1", *argv], capsys, needle)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--target-return", "nan"], "--target-return must be a finite number"),
+        (["--num-envs", "65536", "--rollout-steps", "100000"], "transitions per rollout; at most"),
+        (["--algo", "reinforce", "--num-envs", "100000"], "--num-envs must be in [1, 65536]"),
+        (["--algo", "reinforce", "--num-envs", "5000"], "at most 1024 gymnasium environments"),
+        (["--gif-copy", "x.gif", "--no-gif", "--out", "o"], "which --no-gif turns off"),
+    ],
+)
+def test_reinforce_sizes_and_flags_that_cannot_work(tmp_path, capsys, argv, needle):
+    one_line_exit_2(reinforce.main, argv, capsys, needle)
+    assert not (tmp_path / "o").exists()
+
+
+def test_gif_copy_under_a_file_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    argv = ["--out", str(tmp_path / "run"), "--gif-copy", str(tmp_path / "f" / "x.gif")]
+    one_line_exit_2(reinforce.main, argv, capsys, "is not a folder this run can write in")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_of_memory_is_one_line_and_exit_2(capsys):
+    class ResourceExhaustedError(Exception):  # TensorFlow's, by name: the core does not import TensorFlow here
+        pass
+
+    for error in (MemoryError("Unable to allocate 1.46 TiB"), ResourceExhaustedError("OOM when allocating")):
+
+        def train(config, error=error):
+            raise error
+
+        one_line_exit_2(lambda argv: core.run_main(train, core.RunConfig, argv), [], capsys, "out of memory")
+    with pytest.raises(ZeroDivisionError):  # any other fault stays a traceback: it is a bug to see
+        core.run_main(lambda config: 1 / 0, core.RunConfig, [])
+
+
+def test_mnist_without_data_dir_and_no_network(monkeypatch, capsys):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    one_line_exit_2(gan.main, ["--dataset", "mnist", "--steps", "1"], capsys, "give --data-dir")
+
+
+def test_mnist_labels_out_of_range_and_oversized_files(tmp_path, capsys):
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(2051, [10, 28, 28], bytes(10 * 784))))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(2049, [10], bytes([200] * 10))))
+    argv = ["--dataset", "mnist", "--data-dir", str(tmp_path), "--conditional"]
+    one_line_exit_2(gan.main, argv, capsys, "label 200; MNIST's labels are 0 to 9")
+    # A header announcing 2^32 images is refused before reading (a small file that would inflate to gigabytes).
+    huge = idx(2051, [2**32 - 1, 28, 28], bytes(784))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(huge))
+    one_line_exit_2(gan.main, argv[:4], capsys, "announces more than 2 GB")
+    # More bytes than the header says: refused after reading one more than announced.
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(2051, [10, 28, 28], bytes(10 * 785))))
+    one_line_exit_2(gan.main, argv[:4], capsys, "the file holds more")
+
+
+def test_a_damaged_cached_classifier_is_trained_again(tmp_path):
+    from examples import gan_metrics
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (200, 28, 28, 1), dtype=np.uint8), np.arange(200, dtype=np.uint8) % 10
+    *_, path, trained = gan_metrics.quality_classifier(images, labels, [tmp_path], epochs=1)
+    assert trained and path.exists()
+    assert not gan_metrics.quality_classifier(images, labels, [tmp_path], epochs=1)[-1]  # loaded from the cache
+    rewrite_checkpoint(path, arrays=lambda a: a.update({k: v * np.nan for k, v in a.items()}))
+    *_, again, trained = gan_metrics.quality_classifier(images, labels, [tmp_path], epochs=1)
+    assert trained and again == path  # trained again (a NaN classifier would score every G as perfect) and re-saved
+    assert not gan_metrics.quality_classifier(images, labels, [tmp_path], epochs=1)[-1]
+
+
+@pytest.mark.parametrize(
+    "env, argv, needle",
+    [
+        ({"KERAS_BACKEND": "foo"}, ["-m", "examples.sum"], "KERAS_BACKEND='foo': customloop runs on tensorflow or jax"),
+        ({"CUSTOMLOOP_CPU_DEVICES": "abc"}, ["-m", "examples.sum"], "CUSTOMLOOP_CPU_DEVICES must be an int from 1"),
+        ({}, ["-m", "examples.ppo", "--epochs", "-5"], "examples.ppo: not a command; run python3 -m examples.sum"),
+    ],
+    ids=["backend", "cpu devices", "not a command"],
+)
+def test_environment_and_module_mistakes_are_one_line_and_exit_2(env, argv, needle):
+    res = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+    )
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "name, argv, needle",
+    [
+        ("sum_step", ["--repeats", "0"], "--repeats: expected a positive integer, got 0"),
+        ("gan_quality", ["--seeds", "-1"], "--seeds: expected a positive integer"),
+        ("gan_image_speed", ["--steps", "x"], "--steps: expected a positive integer, got 'x'"),
+        ("policy_gradient", ["seeds", "--backends", "foo"], "--backends: foo not among tensorflow, jax"),
+        ("parallel_step", ["--batch-size", "3"], "must be even"),
+    ],
+)
+def test_benchmark_flags_that_cannot_work(capsys, name, argv, needle):
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    one_line_exit_2(lambda a: core.run_script(lambda: module.main(a)), argv, capsys, needle)
+
+
+def test_run_script_reports_a_failed_child_by_its_own_last_line(capsys):
+    def child_fails():
+        raise subprocess.CalledProcessError(3, ["python3", "-m", "x"], stderr="Traceback ...\nValueError: bad thing\n")
+
+    assert core.run_script(child_fails) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("python3 -m x failed: ValueError: bad thing") and len(err.splitlines()) == 1
+    assert core.run_script(lambda: 4) == 4 and core.run_script(lambda: {"rows": []}) == 0
+
+
+@pytest.mark.parametrize(
+    "main, argv, needle",
+    [
+        (reinforce.main, ["--algo", "reinforce", "--clip-coef", "0.2"], "--clip-coef has no effect with --algo"),
+        (reinforce.main, ["--update-size", "7"], "--update-size has no effect with --algo ppo"),
+        (reinforce.main, ["--env-backend", "gymnasium", "--train-on", "0"], "--train-on has no effect on the"),
+        (reinforce.main, ["--value-coef", "3"], "--value-coef has no effect without --shared-optimizer"),
+        (gan.main, ["--gp-weight", "50"], "--gp-weight has no effect with --loss ns"),
+        (gan.main, ["--channels", "1"], "--channels has no effect on ring (folder images only)"),
+        (gan.main, ["--no-quality"], "--quality has no effect on ring (mnist only)"),
+        (gan.main, ["--sample-statistics", "moving"], "--sample-statistics has no effect on ring (images only)"),
+    ],
+    ids=["ppo flag", "reinforce flag", "device flag", "value coef", "gp weight", "channels", "quality", "statistics"],
+)
+def test_flags_that_would_do_nothing_are_refused(capsys, main, argv, needle):
+    """Given on the command line (even at its default value) for an algorithm, path or dataset it does not act on."""
+    one_line_exit_2(main, argv, capsys, needle)

@@ -169,11 +169,14 @@ def test_short_device_run_beats_random(device_run):
 
 def test_device_run_resumes_exactly(tmp_path):
     """Environment state, seed generator, optimizers and counters all travel in the checkpoint."""
-    full = reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "full")))
-    reinforce.train(cfg(max_env_steps=2048, out=str(tmp_path / "part")))
-    resumed = reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "part"), resume=True))
+    full = reinforce.train(cfg(max_env_steps=8192, out=str(tmp_path / "full")))
+    reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "part")))
+    resumed = reinforce.train(cfg(max_env_steps=8192, out=str(tmp_path / "part"), resume=True))
     assert resumed["env_steps"] == full["env_steps"] and resumed["episodes"] == full["episodes"]
+    # The last 100 returns stay a window of 100 across the resume (the stop rule's mean), as do the other counters.
+    assert full["episodes"] > 100 and resumed["final_mean_return"] == full["final_mean_return"]
     with np.load(tmp_path / "full" / "checkpoint.npz") as a, np.load(tmp_path / "part" / "checkpoint.npz") as b:
+        assert json.loads(str(a["__meta__"]))["state"] == json.loads(str(b["__meta__"]))["state"]
         assert set(a.files) == set(b.files)
         for key in a.files:
             if key != "__meta__":

@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-SUPPORTED = ("tensorflow", "jax")
+from core._quiet import SUPPORTED_BACKENDS as SUPPORTED
 
 
 def get_backend() -> ModuleType:
