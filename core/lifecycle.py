@@ -140,6 +140,11 @@ class Run:
                 self.save()
             elif exc_type is not None and issubclass(exc_type, NonFiniteLossError):
                 self.write_summary({"stopped": f"non-finite: {exc}", "steps_done": self.step})
+            elif exc_type is not None and issubclass(exc_type, Exception):
+                # A fault mid-run (a bug, a full disk): the last checkpoint stays the last good state, and the
+                # summary says where and why the run stopped instead of being missing.
+                error = " ".join(f"{exc_type.__name__}: {exc}".split())[:500]
+                self.write_summary({"stopped": f"error: {error}", "steps_done": self.step})
         finally:
             self._close()
 

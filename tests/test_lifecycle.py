@@ -88,6 +88,20 @@ def test_non_finite_logs_stop_the_run_and_keep_the_last_checkpoint(tmp_path):
     assert "non-finite" in json.loads((tmp_path / "summary.json").read_text())["stopped"]
 
 
+def test_a_fault_mid_run_leaves_the_last_checkpoint_and_a_summary_saying_why(tmp_path):
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=10, checkpoint_every=2) as run:
+        run.advance(2, {"loss": 1.0})
+    good = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(RuntimeError, match="disk full"):
+        with core.Run(Cfg(out=str(tmp_path), resume=True), objects(), total=10) as run:
+            run.advance(3, {"loss": 1.0})
+            raise RuntimeError("disk full\nwhile writing a picture")
+    assert (tmp_path / "checkpoint.npz").read_bytes() == good
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stopped"] == "error: RuntimeError: disk full while writing a picture"
+    assert summary["steps_done"] == 5 and not summary["interrupted"]
+
+
 def _sum_run(tmp_path, *extra):
     return start_example("sum", "--epochs", "400", "--out", str(tmp_path / "run"), *extra)
 
