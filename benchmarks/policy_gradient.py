@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import core
+from examples.reinforce import DEVICE_PPO_ONLY
 
 REPO = Path(__file__).resolve().parents[1]
 TUNING_SEEDS = {"CartPole-v1": "1000-1023", "Acrobot-v1": "1000-1005"}
@@ -104,6 +105,21 @@ def verdicts(args: argparse.Namespace, backend: str, results: list[dict]) -> Non
             )
 
 
+def without_device_flags(argv: list[str]) -> list[str]:
+    """The agent flags for the gymnasium path: those of device PPO only (``--train-on 0``, ``--greedy-envs=4``)
+    dropped, which the example would refuse there."""
+    device_only = {"--" + name.replace("_", "-") for name in DEVICE_PPO_ONLY}
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token.split("=")[0] in device_only:
+            skip = "=" not in token  # --flag value: drop the value too
+        else:
+            kept.append(token)
+    return kept
+
+
 def paths(args: argparse.Namespace, agent_args: list[str]) -> None:
     """Time to solve with the defaults, on the device environment and on gymnasium's, per backend."""
     seeds_ = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -113,9 +129,9 @@ def paths(args: argparse.Namespace, agent_args: list[str]) -> None:
                 got = []
                 for seed in seeds_:
                     run = ["--seed", str(seed), "--env-backend", path, "--max-env-steps", str(args.budget)]
-                    s = run_example(
-                        backend, [*run, "--eval-episodes", "0", *agent_args], Path(tmp) / f"{backend}-{path}-{seed}"
-                    )
+                    flags = agent_args if path == "device" else without_device_flags(agent_args)
+                    out = Path(tmp) / f"{backend}-{path}-{seed}"
+                    s = run_example(backend, [*run, "--eval-episodes", "0", *flags], out)
                     got.append(s)
                 walls = [s["wall_seconds_to_solve"] or float("inf") for s in got]
                 rates = [s["env_steps_per_second"] for s in got]

@@ -20,7 +20,7 @@ import collections
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,6 +92,7 @@ class Run:
         state: Mapping[str, Any] | None = None,
         rng: np.random.Generator | None = None,
         may_change: Sequence[str] = (),
+        resolve: Callable[[dict], dict] | None = None,
         chief: bool = True,
     ):
         self.config = config
@@ -102,6 +103,7 @@ class Run:
         self.state: dict[str, Any] = dict(state or {})
         self.rng = rng
         self.may_change = tuple(dict.fromkeys((*RESUME_MAY_CHANGE, *may_change)))
+        self.resolve = resolve
         self.step = 0
         self.summary: dict[str, Any] = {}
         self._checkpointer = Checkpointer(self.out, objects) if self.out else None
@@ -140,13 +142,18 @@ class Run:
                 self.save()
             elif exc_type is not None and issubclass(exc_type, NonFiniteLossError):
                 self.write_summary({"stopped": f"non-finite: {exc}", "steps_done": self.step})
-            elif exc_type is not None and issubclass(exc_type, Exception):
+            elif exc_type is not None and issubclass(exc_type, Exception) and not self._refused_resume():
                 # A fault mid-run (a bug, a full disk): the last checkpoint stays the last good state, and the
                 # summary says where and why the run stopped instead of being missing.
                 error = " ".join(f"{exc_type.__name__}: {exc}".split())[:500]
                 self.write_summary({"stopped": f"error: {error}", "steps_done": self.step})
         finally:
             self._close()
+
+    def _refused_resume(self) -> bool:
+        """A resume that failed before its first step (an example's own check of the restored state): the
+        earlier run's summary.json stays as it was."""
+        return bool(self.config.resume) and self.step == self._started_at
 
     def _close(self) -> None:
         self._interrupt.__exit__()
@@ -189,27 +196,34 @@ class Run:
             self.state.update(meta["state"])
             if self.rng is not None:
                 set_rng_state(self.rng, meta["rng"])
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise UsageError(f"--resume: {ckpt.path} does not fit this run ({_one_line(e)})") from None
         self._check_same_config(saved)
-        if self.step > self.total:
-            raise UsageError(
-                f"--resume: the checkpoint is at {self.unit} {self.step}, past this run's end ({self.total}); "
-                "resume with a larger budget"
-            )
         print(f"resumed from {ckpt.path} at {self.unit} {self.step}")
+        if self.step >= self.total:  # a finished run (runs may overshoot a budget by part of a call)
+            print(f"nothing to train: {self.unit} {self.step} is at or past this run's end ({self.total})")
 
     def _check_same_config(self, saved: Any) -> None:
         if not isinstance(saved, Mapping):
             raise UsageError(f"--resume: {self._checkpointer.path} holds no run config")
-        for f in dataclasses.fields(self.config):
-            key, now = f.name, getattr(self.config, f.name)
+        saved, current = self._resolved(dict(saved)), self._resolved(dataclasses.asdict(self.config))
+        for key, now in current.items():
             if key in self.may_change or _jsonable(now) == saved.get(key, _MISSING):
                 continue
             flag = "--" + key.replace("_", "-")
             free = ", ".join("--" + k.replace("_", "-") for k in self.may_change)
             then = f"records no {flag}" if key not in saved else f"is a run with {flag} {_shown(saved[key])}"
             raise UsageError(f"--resume: the checkpoint {then}, not {_shown(now)}; only {free} may change on resume")
+
+    def _resolved(self, config: dict) -> dict:
+        """The values a config stands for (``--batch-size`` left at None means its default): a flag given at the
+        value the saved run used by default is the same run. A config ``resolve`` cannot read stays as saved."""
+        if self.resolve is None:
+            return config
+        try:
+            return {**config, **self.resolve(dict(config))}
+        except (TypeError, ValueError, KeyError, UsageError):
+            return config
 
     # ----- inside the loop -----
     @property

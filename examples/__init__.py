@@ -24,14 +24,28 @@ def _exit_at_once(signum, frame):
 COMMANDS = ("sum", "gan", "reinforce")
 
 
+def _module_run() -> str:
+    """The module of ``python -m MODULE`` ("" for a script or ``-c``): the first non-option argument ends the
+    interpreter's own options, of which -W and -X take a value."""
+    argv = getattr(sys, "orig_argv", [])[1:]
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        if argv[i] == "-m":
+            return argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] == "-c" or argv[i] == "-":
+            return ""
+        i += 2 if argv[i] in ("-W", "-X") else 1
+    return ""
+
+
 def _refuse_modules_that_are_not_commands() -> None:
     # `python -m examples.ppo` would import a library module, run nothing and exit 0: say which commands exist.
-    argv = getattr(sys, "orig_argv", [])
-    target = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    target = _module_run()
     if target != "examples" and not target.startswith("examples."):
         return
-    source = os.path.join(os.path.dirname(__file__), target.split(".")[1] + ".py") if "." in target else ""
-    if source and (not os.path.exists(source) or '__name__ == "__main__"' in open(source).read()):
+    name = target.split(".")[1] if "." in target else "__init__"
+    source = os.path.join(os.path.dirname(__file__), name + ".py")
+    if name != "__init__" and (not os.path.exists(source) or '__name__ == "__main__"' in open(source).read()):
         return  # a command (it runs as __main__), or no such module: Python says so itself
     print(f"{target}: not a command; run python3 -m examples.{'|'.join(COMMANDS)} (--help)", file=sys.stderr)
     sys.exit(2)

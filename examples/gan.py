@@ -17,6 +17,7 @@ it natively), float16 with loss scaling per update group.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sys
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -32,10 +33,14 @@ import core
 from examples import gan_data, gan_metrics
 
 DATASETS_2D = ("ring", "grid")
-# Flags a resumed run may change: budgets, sampling and scoring, logging, speed knobs that keep the batches.
+# JAX image steps unrolled per fused call at most: compile time grows with the unrolled steps (100 unrolled MNIST
+# steps took over 90 s to compile on the 2-core CPU); longer calls loop over blocks of this many.
+MAX_UNROLL = 10
+# Flags a resumed run may change: budgets, sampling and scoring, logging, speed knobs that keep the batches, the
+# device count (the global batch stays), and where the data lie (the data themselves must match: check_same_data).
 RESUME_MAY_CHANGE = (
     "steps", "epochs", "steps_per_call", "device_data_mb", "num_samples", "quality", "classifier_cache",
-    "sample_raw", "sample_statistics", "log_every", "checkpoint_every",
+    "sample_raw", "sample_statistics", "log_every", "checkpoint_every", "devices", "data_dir",
 )  # fmt: skip
 
 # Per-dataset defaults for the fields left at None (measured: see the README, "2D quality").
@@ -83,9 +88,9 @@ class Config(core.RunConfig):
     """ring / grid: 2D Gaussian mixtures sampled on the fly; mnist: digits; folder: pictures in --data-dir"""
     data_dir: str | None = None
     """MNIST IDX files (*-images-idx3-ubyte[.gz] + labels) for mnist, or a folder of PNG/JPEG for folder"""
-    steps: int | None = core.arg(None, min=1)
+    steps: int | None = core.arg(None, min=1, max=10**12)
     """generator updates (2D default 20000); for images an optional cap on top of --epochs"""
-    epochs: int | None = core.arg(None, min=1)
+    epochs: int | None = core.arg(None, min=1, max=10**6)
     """passes over the image data (mnist / folder): 22 computing in bfloat16, 18 in float32 (about 8 minutes
     of training on MNIST's 10,000 digits on a 2-core CPU either way)"""
     batch_size: int | None = core.arg(None, min=1, max=65_536)
@@ -147,8 +152,8 @@ class Config(core.RunConfig):
     its own statistics, as in training; a lower Frechet distance on every seed measured, docs/gan.md) or moving
     (the moving averages: a sample does not depend on the others drawn with it)"""
     steps_per_call: int | None = core.arg(None, min=1, max=100_000)
-    """train steps fused into one compiled call (2D 200; images with the data on the device 10, unrolled on JAX,
-    where XLA's CPU convolutions run ~4x slower inside a loop; images through the pipeline always 1)"""
+    """train steps fused into one compiled call (2D 200; images with the data on the device 10, unrolled on JAX
+    up to 10 steps, as XLA's CPU convolutions run ~4x slower inside a loop; images through the pipeline always 1)"""
     device_data_mb: float = core.arg(1024.0, min=0)
     """images whose uint8 array (N x H x W x C bytes) is at most this many MiB are held on the device as one
     tensor and each step's batch is gathered there, --steps-per-call steps per compiled call; larger data go
@@ -203,14 +208,23 @@ class Config(core.RunConfig):
             raise core.UsageError(f"--batch-size {s['batch_size']} is not a multiple of --pack {s['pack']}")
 
     def refuse_flags_that_do_nothing(self) -> None:
+        s = settings(self)
         if self.loss != "wgan-gp":
             self.refuse_unused(["gp_weight"], f"with --loss {self.loss}")
+        if not s["r1"]:
+            self.refuse_unused(["r1_fraction"], "with --r1 0")
+        if not s["ema_decay"]:
+            self.refuse_unused(["sample_raw"], "without an averaged G (--ema-decay 0)")
+        if not s["quality"]:
+            self.refuse_unused(["classifier_cache"], "with --no-quality")
+        if self.dataset not in DATASETS_2D and self.steps is None:
+            self.refuse_unused(["lr_decay"], "on images without --steps (the schedule is laid out over --steps)")
         if self.dataset != "folder":
             self.refuse_unused(["image_size", "channels"], f"on {self.dataset} (folder images only)")
         if self.dataset != "mnist":
             self.refuse_unused(["quality", "classifier_cache"], f"on {self.dataset} (mnist only)")
         if self.dataset in DATASETS_2D:
-            self.refuse_unused(["sample_statistics", "device_data_mb"], f"on {self.dataset} (images only)")
+            self.refuse_unused(["sample_statistics", "device_data_mb", "epochs"], f"on {self.dataset} (images only)")
         else:
             self.refuse_unused(["z_dim", "hidden", "log_every", "checkpoint_every"], f"on {self.dataset} (2D only)")
 
@@ -448,7 +462,7 @@ class GAN:
         self.sampler = self.G if (self.G_avg is None or config.sample_raw) else self.G_avg
         self._sampling_calls = {}
         # Images: the fused call unrolled (JAX; XLA's CPU convolutions run ~4x slower inside a loop, measured).
-        unroll = 1 if self.is_2d else s["steps_per_call"]
+        unroll = 1 if self.is_2d else min(s["steps_per_call"], MAX_UNROLL)
         self.step = core.make_step(
             groups, inputs, mode=config.mode, after_update=after, parallel=self.parallel, fused_unroll=unroll
         )
@@ -724,6 +738,7 @@ def _open_run(config: Config, gan: GAN, rng: np.random.Generator, total: int, ch
         checkpoint_every=checkpoint_every,
         rng=rng,
         may_change=RESUME_MAY_CHANGE,
+        resolve=lambda saved: settings(Config(**saved)),  # --batch-size 256 on a ring run that left it at None
         chief=gan.parallel.is_chief,
     )
 
@@ -770,6 +785,7 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
         f"{gan.s['precision']}, {epochs} epochs"
     )
     with _open_run(config, gan, rng, total, per_epoch) as run:
+        check_same_data(run, images, labels)
         if run.out is not None and run.chief and not config.resume:  # a crashed run's grids must not join this GIF
             for old in run.out.glob("grids/epoch_*.png"):
                 old.unlink()
@@ -805,6 +821,16 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
     picture = core.image_grid(gan.sample(fixed_z, fixed_labels), cols=cols)
     _write_outputs(run, samples, picture, frames, "grids.gif", fps=2, scale=scale)
     return summary
+
+
+def check_same_data(run: core.Run, images: np.ndarray, labels: np.ndarray | None) -> None:
+    """A resumed run trains on the data it started on (--data-dir may name another copy of it, not other data)."""
+    h = hashlib.sha256(np.ascontiguousarray(images))
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels))
+    digest = h.hexdigest()[:16]
+    if run.state.setdefault("data_sha256", digest) != digest:
+        raise core.UsageError(f"--resume: the checkpoint was trained on other data than {run.config.data_dir} holds")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -118,7 +118,7 @@ class Config(core.RunConfig):
     --num-envs episodes were cut by the time limit (Acrobot-v1, MountainCar-v0), off if most ended themselves"""
     window: int | None = core.arg(None, min=2)
     """reinforce: rows kept per environment (default: max episode steps + rollout steps)"""
-    max_env_steps: int = core.arg(500_000, min=1)
+    max_env_steps: int = core.arg(500_000, min=1, max=10**12)
     """bound on the run, in environment transitions (device PPO: rounded up to whole calls)"""
     target_return: float | None = None
     """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold)"""
@@ -157,6 +157,14 @@ class Config(core.RunConfig):
             self.refuse_unused(DEVICE_PPO_ONLY, "on the gymnasium path (device PPO only)")
         if not s.shared_optimizer:
             self.refuse_unused(["value_coef"], "without --shared-optimizer")
+        elif s.algo == "ppo":
+            self.refuse_unused(["value_lr", "value_clip_norm"], "with --shared-optimizer (one Adam for both losses)")
+        if s.algo == "reinforce" and not s.baseline:
+            self.refuse_unused(["value_lr", "value_clip_norm"], "with --no-baseline (no value network)")
+        if s.algo == "reinforce" and (not s.baseline or s.normalize == "returns"):
+            self.refuse_unused(["bootstrap_truncated"], "without a baseline or with --normalize returns")
+        if not s.greedy_envs:
+            self.refuse_unused(["greedy_window"], "with --greedy-envs 0")
         if s.algo == "ppo" and s.num_envs * s.rollout_steps < s.minibatches:
             raise core.UsageError(
                 f"--minibatches {s.minibatches} exceeds the {s.num_envs * s.rollout_steps} "
@@ -164,8 +172,6 @@ class Config(core.RunConfig):
             )
         if s.algo == "reinforce" and s.window is not None and s.window <= s.rollout_steps:
             raise core.UsageError(f"--window {s.window} must exceed --rollout-steps {s.rollout_steps}")
-        if s.bootstrap_truncated == "on" and (not s.baseline or s.normalize == "returns"):
-            raise core.UsageError("--bootstrap-truncated on needs --baseline and --normalize advantages or none")
         check_sizes(s, backend)
 
 
@@ -173,6 +179,12 @@ def resolved(config: Config) -> Config:
     """The config with the per-algorithm defaults filled in for the fields left at None."""
     filled = {k: v for k, v in DEFAULTS[config.algo].items() if getattr(config, k) is None}
     return dataclasses.replace(config, **filled)
+
+
+def resolved_flags(config: dict) -> dict:
+    """What a config's flags stand for: per-algorithm defaults filled in, ``--env-backend auto`` resolved."""
+    filled = resolved(Config(**config))
+    return {**dataclasses.asdict(filled), "env_backend": env_backend(filled)}
 
 
 def env_backend(config: Config) -> str:
@@ -232,7 +244,13 @@ def check_counters(state: dict) -> None:
     def number(x) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
-    bad = [k for k in ("episodes", "updates", "greedy_episodes", "greedy_env_steps") if not number(state[k])]
+    def count(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    counters = ("episodes", "updates", "greedy_episodes", "greedy_env_steps", "first_episodes", "first_cut")
+    bad = [k for k in counters if not count(state.get(k, 0))]
+    if not isinstance(state.get("bootstrap_truncated"), bool | None):
+        bad.append("bootstrap_truncated")
     for key in ("recent", "greedy_recent"):
         if not isinstance(state.get(key, []), list | collections.deque) or not all(map(number, state.get(key, []))):
             bad.append(key)
@@ -334,6 +352,7 @@ def open_run(cfg: Config, agent, desc: str) -> core.Run:
         bar_keys=["mean_return_100", "policy/loss", "value/loss"],
         checkpoint_every=cfg.checkpoint_every,
         may_change=RESUME_MAY_CHANGE,
+        resolve=resolved_flags,
     )
 
 

@@ -20,7 +20,7 @@ import core
 class Config(core.RunConfig):
     """Train a one-unit Dense layer to add two integers, with a compiled custom loop."""
 
-    epochs: int = core.arg(50, min=1)
+    epochs: int = core.arg(50, min=1, max=10**6)
     """passes over the 100 training samples"""
     lr: float = core.arg(0.01, above=0)
     """Adam learning rate (the article used 1e-4, which needs far more epochs)"""
@@ -99,7 +99,7 @@ def train(config: Config) -> dict:
         desc="sum",
         bar_keys=["loss"],
         checkpoint_every=per_epoch,
-        may_change=("epochs", "steps_per_call", "test_samples"),  # the rest would change what is trained
+        may_change=("epochs", "steps_per_call", "test_samples", "devices"),  # the rest would change what is trained
         chief=parallel.is_chief,
     )
     with run:

@@ -158,7 +158,6 @@ def test_resume_from_a_checkpoint_that_is_not_a_file(sum_run, tmp_path, capsys):
         (["--epochs", "3", "--lr", "0.5"], "a run with --lr 0.01, not 0.5; only --out, --resume, --mode, --epochs"),
         (["--epochs", "3", "--train-samples", "10", "--batch-size", "10"], "--batch-size 1, not 10"),
         (["--epochs", "3", "--seed", "5"], "--seed 0, not 5"),
-        (["--epochs", "1"], "past this run's end"),
     ],
 )
 def test_resume_that_would_change_what_is_trained_is_refused(sum_run, tmp_path, capsys, flags, needle):
@@ -166,8 +165,18 @@ def test_resume_that_would_change_what_is_trained_is_refused(sum_run, tmp_path, 
     before = (out / "checkpoint.npz").read_bytes()
     one_line_exit_2(sum_example.main, [*flags, "--resume", "--out", str(out)], capsys, needle)
     assert (out / "checkpoint.npz").read_bytes() == before
-    # What may change does: a longer budget, another compile mode.
-    assert sum_example.main(["--epochs", "3", "--mode", "eager", "--resume", "--out", str(out)]) == 0
+    # What may change does: a longer budget, another compile mode, the device count.
+    flags = ["--epochs", "3", "--mode", "eager", "--devices", "all"]
+    assert sum_example.main([*flags, "--resume", "--out", str(out)]) == 0
+
+
+def test_resume_of_a_finished_run_trains_nothing_and_succeeds(sum_run, tmp_path, capsys):
+    """Runs may end past their budget (whole calls); resuming one at its own or a smaller budget is no error."""
+    out = copied(sum_run, tmp_path)
+    before = (out / "checkpoint.npz").read_bytes()
+    assert sum_example.main(["--epochs", "1", "--resume", "--out", str(out)]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (out / "checkpoint.npz").read_bytes() == before
 
 
 def test_gan_resume_with_another_loss_or_data_is_refused(tmp_path, capsys):
@@ -176,8 +185,43 @@ def test_gan_resume_with_another_loss_or_data_is_refused(tmp_path, capsys):
     capsys.readouterr()
     flags = ["--steps", "40", "--steps-per-call", "10", "--num-samples", "50", "--out", str(out), "--resume"]
     one_line_exit_2(gan.main, [*flags, "--loss", "wgan-gp"], capsys, "a run with --loss ns, not wgan-gp")
-    one_line_exit_2(gan.main, [*flags, "--batch-size", "64"], capsys, "--batch-size left at its default, not 64")
-    assert gan.main([*flags, "--num-samples", "60"]) == 0  # sampling may change
+    one_line_exit_2(gan.main, [*flags, "--batch-size", "64"], capsys, "a run with --batch-size 256, not 64")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    rewrite_checkpoint(damaged / "checkpoint.npz", lambda d: d["rng"]["state"].__setitem__("state", 2**200))
+    one_line_exit_2(gan.main, [*flags[:-2], str(damaged), "--resume"], capsys, "does not fit this run")
+    # The default given by name is the same run; sampling may change.
+    assert gan.main([*flags, "--batch-size", "256", "--precision", "float32", "--num-samples", "60"]) == 0
+
+
+def test_image_resume_checks_the_data_not_the_path(tmp_path, capsys):
+    from PIL import Image
+
+    def pictures(folder, seed):
+        folder.mkdir()
+        rng = np.random.default_rng(seed)
+        for i in range(16):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+
+    pictures(tmp_path / "a", 0)
+    pictures(tmp_path / "b", 1)
+    shutil.copytree(tmp_path / "a", tmp_path / "a_copy")
+    common = ["--dataset", "folder", "--image-size", "8", "--channels", "1", "--batch-size", "8"]
+    common += ["--num-samples", "5", "--out", str(tmp_path / "run")]
+    assert gan.main([*common, "--data-dir", str(tmp_path / "a"), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    before = (tmp_path / "run" / "summary.json").read_text()
+    argv = [*common, "--resume", "--epochs", "2", "--data-dir"]
+    one_line_exit_2(gan.main, [*argv, str(tmp_path / "b")], capsys, "trained on other data than")
+    assert (tmp_path / "run" / "summary.json").read_text() == before  # a refused resume leaves the run as it was
+    assert gan.main([*argv, str(tmp_path / "a_copy")]) == 0  # the same pictures elsewhere
+
+
+def test_reinforce_resume_takes_flags_at_the_values_they_resolved_to(tmp_path):
+    argv = ["--max-env-steps", "1000", "--eval-episodes", "0", "--no-gif", "--out", str(tmp_path / "run")]
+    assert reinforce.main(argv) == 0
+    argv[1] = "2000"  # a longer budget, and auto / the algorithm's defaults spelled out
+    assert reinforce.main([*argv, "--resume", "--env-backend", "device", "--num-envs", "8", "--lr", "0.003"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -188,6 +232,9 @@ def test_gan_resume_with_another_loss_or_data_is_refused(tmp_path, capsys):
         ({"recent": 5}, "recent"),
         ({"solved_at": 5}, "solved_at"),
         ({"updates": None}, "updates"),
+        ({"episodes": -100}, "episodes"),  # gymnasium's seeds are drawn from it
+        ({"episodes": 3.5}, "episodes"),
+        ({"bootstrap_truncated": "no"}, "bootstrap_truncated"),
     ],
 )
 def test_reinforce_resume_with_damaged_counters(tmp_path, capsys, state, needle):
@@ -293,8 +340,9 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path):
         ({"KERAS_BACKEND": "foo"}, ["-m", "examples.sum"], "KERAS_BACKEND='foo': customloop runs on tensorflow or jax"),
         ({"CUSTOMLOOP_CPU_DEVICES": "abc"}, ["-m", "examples.sum"], "CUSTOMLOOP_CPU_DEVICES must be an int from 1"),
         ({}, ["-m", "examples.ppo", "--epochs", "-5"], "examples.ppo: not a command; run python3 -m examples.sum"),
+        ({}, ["-X", "utf8", "-m", "examples.__init__"], "examples.__init__: not a command"),
     ],
-    ids=["backend", "cpu devices", "not a command"],
+    ids=["backend", "cpu devices", "not a command", "the package"],
 )
 def test_environment_and_module_mistakes_are_one_line_and_exit_2(env, argv, needle):
     res = subprocess.run(
@@ -342,8 +390,27 @@ def test_run_script_reports_a_failed_child_by_its_own_last_line(capsys):
         (gan.main, ["--channels", "1"], "--channels has no effect on ring (folder images only)"),
         (gan.main, ["--no-quality"], "--quality has no effect on ring (mnist only)"),
         (gan.main, ["--sample-statistics", "moving"], "--sample-statistics has no effect on ring (images only)"),
+        (gan.main, ["--epochs", "5"], "--epochs has no effect on ring"),
+        (gan.main, ["--r1", "0", "--r1-fraction", "0.5"], "--r1-fraction has no effect with --r1 0"),
+        (gan.main, ["--sample-raw"], "--sample-raw has no effect without an averaged G"),
+        (reinforce.main, ["--shared-optimizer", "--value-lr", "0.01"], "--value-lr has no effect with --shared"),
+        (reinforce.main, ["--greedy-envs", "0", "--greedy-window", "4"], "--greedy-window has no effect with"),
     ],
-    ids=["ppo flag", "reinforce flag", "device flag", "value coef", "gp weight", "channels", "quality", "statistics"],
+    ids=[
+        "ppo flag",
+        "reinforce flag",
+        "device flag",
+        "value coef",
+        "gp weight",
+        "channels",
+        "quality",
+        "statistics",
+        "2d epochs",
+        "r1 fraction",
+        "sample raw",
+        "shared value lr",
+        "greedy window",
+    ],  # fmt: skip
 )
 def test_flags_that_would_do_nothing_are_refused(capsys, main, argv, needle):
     """Given on the command line (even at its default value) for an algorithm, path or dataset it does not act on."""
