@@ -103,7 +103,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     [
         (["--dataset", "cifar"], "invalid choice"),
         (["--dataset", "folder"], "needs --data-dir"),
-        (["--steps", "-3"], "--steps must be at least 1"),
+        (["--steps", "-3"], "--steps must be in [1, 1000000000000], got -3"),
         (["--num-samples", "0"], "--num-samples must be in [1, 1000000], got 0"),
         (["--batch-size", "255"], "not a multiple of --pack"),
         (["--dataset", "folder", "--data-dir", ".", "--image-size", "30"], "--image-size"),
