@@ -73,8 +73,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
     if args.worker:
         print(json.dumps(worker(args.repeats)))
         return {}

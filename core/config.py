@@ -30,15 +30,17 @@ def arg(
     max: float | None = None,
     above: float | None = None,
     below: float | None = None,
+    infinite: bool = False,
 ) -> Any:
     """A dataclass field whose range is declared once: ``--flag`` values outside it are a one-line error.
 
     ``min`` / ``max`` are inclusive bounds, ``above`` / ``below`` exclusive ones (learning rates: ``above=0``;
-    decays: ``below=1``). ``None`` (for optional fields) is always allowed. NaN never passes a range.
+    decays: ``below=1``). ``None`` (for optional fields) is always allowed. NaN never passes a range, nor does
+    infinity unless ``infinite=True`` (then +inf only: "never", as in a target that ends nothing).
     """
     given = {"min": min, "max": max, "above": above, "below": below}
     bounds = {k: v for k, v in given.items() if v is not None}
-    return dataclasses.field(default=default, metadata={"range": bounds})
+    return dataclasses.field(default=default, metadata={"range": bounds, "infinite": infinite})
 
 
 def _range_error(name: str, value: Any, bounds: dict) -> str | None:
@@ -72,7 +74,8 @@ def check_ranges(config: Any) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         flag = f"--{f.name.replace('_', '-')}"
-        if isinstance(value, float) and not math.isfinite(value):
+        infinity_ok = f.metadata.get("infinite") and value == math.inf
+        if isinstance(value, float) and not math.isfinite(value) and not infinity_ok:
             raise UsageError(f"{flag} must be a finite number, got {value}")
         if isinstance(value, str) and not value.strip():
             raise UsageError(f"{flag} must not be empty")

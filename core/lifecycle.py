@@ -151,8 +151,8 @@ class Run:
             self._close()
 
     def _refused_resume(self) -> bool:
-        """A resume that failed before its first step (an example's own check of the restored state): the
-        earlier run's summary.json stays as it was."""
+        """A resumed run that failed before its first step (an example's own check of the restored state, memory
+        at the first compile): nothing changed, so the earlier run's summary.json stays as it was."""
         return bool(self.config.resume) and self.step == self._started_at
 
     def _close(self) -> None:
@@ -176,8 +176,12 @@ class Run:
             probe.unlink()
         except OSError as e:
             raise UsageError(f"--out {self.out} is not a writable folder ({e.strerror or e})") from None
+        # Only a checkpoint makes an earlier run: a summary alone is a run that stopped before its first one
+        # (a fault, a non-finite loss at the start), with nothing to resume; a fresh run may take the folder.
         earlier = [p.name for p in (self._checkpointer.path, self.out / "summary.json") if p.exists()]
-        if earlier and not self.config.resume:
+        if not self._checkpointer.exists() and not self.config.resume:
+            (self.out / "summary.json").unlink(missing_ok=True)  # a stopped run's: this run writes its own
+        elif not self.config.resume:
             raise UsageError(
                 f"--out {self.out} holds an earlier run ({', '.join(earlier)}); "
                 "continue it with --resume or choose another --out"
@@ -206,7 +210,7 @@ class Run:
     def _check_same_config(self, saved: Any) -> None:
         if not isinstance(saved, Mapping):
             raise UsageError(f"--resume: {self._checkpointer.path} holds no run config")
-        saved, current = self._resolved(dict(saved)), self._resolved(dataclasses.asdict(self.config))
+        saved, current = self._resolved(dict(saved), dataclasses.asdict(self.config))
         for key, now in current.items():
             if key in self.may_change or _jsonable(now) == saved.get(key, _MISSING):
                 continue
@@ -215,15 +219,16 @@ class Run:
             then = f"records no {flag}" if key not in saved else f"is a run with {flag} {_shown(saved[key])}"
             raise UsageError(f"--resume: the checkpoint {then}, not {_shown(now)}; only {free} may change on resume")
 
-    def _resolved(self, config: dict) -> dict:
-        """The values a config stands for (``--batch-size`` left at None means its default): a flag given at the
-        value the saved run used by default is the same run. A config ``resolve`` cannot read stays as saved."""
+    def _resolved(self, saved: dict, current: dict) -> tuple[dict, dict]:
+        """The values both configs stand for (``--batch-size`` left at None means its default): a flag given at
+        the value the saved run used by default is the same run. If ``resolve`` cannot read one (a checkpoint of
+        an older version), both are compared as written."""
         if self.resolve is None:
-            return config
+            return saved, current
         try:
-            return {**config, **self.resolve(dict(config))}
+            return {**saved, **self.resolve(dict(saved))}, {**current, **self.resolve(dict(current))}
         except (TypeError, ValueError, KeyError, UsageError):
-            return config
+            return saved, current
 
     # ----- inside the loop -----
     @property

@@ -32,10 +32,17 @@ def _module_run() -> str:
     while i < len(argv) and argv[i].startswith("-"):
         if argv[i] == "-m":
             return argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i].startswith("-m"):  # -mexamples.ppo
+            return argv[i][2:]
         if argv[i] == "-c" or argv[i] == "-":
             return ""
         i += 2 if argv[i] in ("-W", "-X") else 1
     return ""
+
+
+def _runs_as_main(source: str) -> bool:
+    with open(source, encoding="utf-8") as f:
+        return '__name__ == "__main__"' in f.read()
 
 
 def _refuse_modules_that_are_not_commands() -> None:
@@ -45,7 +52,7 @@ def _refuse_modules_that_are_not_commands() -> None:
         return
     name = target.split(".")[1] if "." in target else "__init__"
     source = os.path.join(os.path.dirname(__file__), name + ".py")
-    if name != "__init__" and (not os.path.exists(source) or '__name__ == "__main__"' in open(source).read()):
+    if name != "__init__" and (not os.path.exists(source) or _runs_as_main(source)):
         return  # a command (it runs as __main__), or no such module: Python says so itself
     print(f"{target}: not a command; run python3 -m examples.{'|'.join(COMMANDS)} (--help)", file=sys.stderr)
     sys.exit(2)

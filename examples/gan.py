@@ -189,9 +189,8 @@ class Config(core.RunConfig):
             raise core.UsageError(f"--data-dir is for mnist / folder; {self.dataset} is generated on the fly")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise core.UsageError(f"--data-dir {self.data_dir} is not a folder")
-        cache = Path(self.classifier_cache).expanduser()
-        if cache.exists() and not cache.is_dir():
-            raise core.UsageError(f"--classifier-cache {self.classifier_cache} is a file, not a folder")
+        if self.dataset == "mnist" and self.quality:
+            check_cache_folder(self.classifier_cache)
         if self.image_size % 4:
             raise core.UsageError(f"--image-size must be a multiple of 4 from 8 to 128, got {self.image_size}")
         if self.dataset in DATASETS_2D and self.augment_shift:
@@ -227,6 +226,15 @@ class Config(core.RunConfig):
             self.refuse_unused(["sample_statistics", "device_data_mb", "epochs"], f"on {self.dataset} (images only)")
         else:
             self.refuse_unused(["z_dim", "hidden", "log_every", "checkpoint_every"], f"on {self.dataset} (2D only)")
+
+
+def check_cache_folder(path: str) -> None:
+    try:
+        cache = Path(path).expanduser()
+    except RuntimeError:  # ~user that does not exist, or no home folder
+        raise core.UsageError(f"--classifier-cache {path}: cannot expand ~ here; give a full path") from None
+    if cache.exists() and not cache.is_dir():
+        raise core.UsageError(f"--classifier-cache {path} is a file, not a folder")
 
 
 def settings(config: Config) -> dict:
@@ -830,7 +838,8 @@ def check_same_data(run: core.Run, images: np.ndarray, labels: np.ndarray | None
         h.update(np.ascontiguousarray(labels))
     digest = h.hexdigest()[:16]
     if run.state.setdefault("data_sha256", digest) != digest:
-        raise core.UsageError(f"--resume: the checkpoint was trained on other data than {run.config.data_dir} holds")
+        source = run.config.data_dir or "keras.datasets"
+        raise core.UsageError(f"--resume: the checkpoint was trained on other data than {source} holds")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

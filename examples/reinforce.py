@@ -120,8 +120,9 @@ class Config(core.RunConfig):
     """reinforce: rows kept per environment (default: max episode steps + rollout steps)"""
     max_env_steps: int = core.arg(500_000, min=1, max=10**12)
     """bound on the run, in environment transitions (device PPO: rounded up to whole calls)"""
-    target_return: float | None = None
-    """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold)"""
+    target_return: float | None = core.arg(None, infinite=True)
+    """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold;
+    inf: never, train for the whole --max-env-steps)"""
     greedy_envs: int = core.arg(8, min=0, max=65_536)
     """device PPO: extra environments stepped in the same rollout with the argmax action (never learned from);
     the run stops only once the mean of their last --greedy-window episodes also reaches the target (0: off)"""

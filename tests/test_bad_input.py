@@ -179,7 +179,7 @@ def test_resume_of_a_finished_run_trains_nothing_and_succeeds(sum_run, tmp_path,
     assert (out / "checkpoint.npz").read_bytes() == before
 
 
-def test_gan_resume_with_another_loss_or_data_is_refused(tmp_path, capsys):
+def test_gan_resume_with_another_loss_or_batch_or_a_damaged_generator_is_refused(tmp_path, capsys):
     out = tmp_path / "ring"
     assert gan.main(["--steps", "20", "--steps-per-call", "10", "--num-samples", "50", "--out", str(out)]) == 0
     capsys.readouterr()
@@ -248,6 +248,12 @@ def test_reinforce_resume_with_damaged_counters(tmp_path, capsys, state, needle)
     assert needle in err
 
 
+def test_infinity_where_a_flag_declares_it_and_nowhere_else(capsys):
+    assert core.parse_config(reinforce.Config, ["--target-return", "inf"]).target_return == float("inf")  # never
+    one_line_exit_2(reinforce.main, ["--target-return=-inf"], capsys, "--target-return must be a finite number")
+    one_line_exit_2(reinforce.main, ["--lr", "inf"], capsys, "--lr must be a finite number")
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -267,12 +273,12 @@ def test_sum_numbers_that_mean_nothing(capsys, argv, needle):
         (["--num-envs", "65536", "--rollout-steps", "100000"], "transitions per rollout; at most"),
         (["--algo", "reinforce", "--num-envs", "100000"], "--num-envs must be in [1, 65536]"),
         (["--algo", "reinforce", "--num-envs", "5000"], "at most 1024 gymnasium environments"),
-        (["--gif-copy", "x.gif", "--no-gif", "--out", "o"], "which --no-gif turns off"),
+        (["--gif-copy", "x.gif", "--no-gif"], "which --no-gif turns off"),
     ],
 )
 def test_reinforce_sizes_and_flags_that_cannot_work(tmp_path, capsys, argv, needle):
-    one_line_exit_2(reinforce.main, argv, capsys, needle)
-    assert not (tmp_path / "o").exists()
+    one_line_exit_2(reinforce.main, [*argv, "--out", str(tmp_path / "o")], capsys, needle)
+    assert not (tmp_path / "o").exists()  # refused before the output folder is made
 
 
 def test_gif_copy_under_a_file_is_refused_before_training(tmp_path, capsys):
@@ -341,8 +347,9 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path):
         ({"CUSTOMLOOP_CPU_DEVICES": "abc"}, ["-m", "examples.sum"], "CUSTOMLOOP_CPU_DEVICES must be an int from 1"),
         ({}, ["-m", "examples.ppo", "--epochs", "-5"], "examples.ppo: not a command; run python3 -m examples.sum"),
         ({}, ["-X", "utf8", "-m", "examples.__init__"], "examples.__init__: not a command"),
+        ({}, ["-mexamples.gan_data"], "examples.gan_data: not a command"),
     ],
-    ids=["backend", "cpu devices", "not a command", "the package"],
+    ids=["backend", "cpu devices", "not a command", "the package", "attached -m"],
 )
 def test_environment_and_module_mistakes_are_one_line_and_exit_2(env, argv, needle):
     res = subprocess.run(

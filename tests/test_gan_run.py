@@ -122,7 +122,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["--r1=-inf"], "--r1 must be a finite number"),
         (["--out", ""], "--out must not be empty"),
         (["--classifier-cache", " "], "--classifier-cache must not be empty"),
-        (["--classifier-cache", "/dev/null"], "--classifier-cache /dev/null is a file, not a folder"),
+        (["--dataset", "mnist", "--classifier-cache", "/dev/null"], "--classifier-cache /dev/null is a file, not a"),
         (["--d-steps", "1000000"], "--d-steps must be in [1, 100]"),
         (["--hidden", "65536"], "--hidden must be in [1, 8192]"),
         (["--dataset", "folder", "--data-dir", ".", "--conditional"], "needs labelled data (mnist)"),

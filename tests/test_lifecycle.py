@@ -102,6 +102,20 @@ def test_a_fault_mid_run_leaves_the_last_checkpoint_and_a_summary_saying_why(tmp
     assert summary["steps_done"] == 5 and not summary["interrupted"]
 
 
+def test_a_run_that_failed_before_its_first_checkpoint_leaves_the_folder_usable(tmp_path):
+    with pytest.raises(MemoryError):
+        with core.Run(Cfg(out=str(tmp_path)), objects(), total=10, checkpoint_every=5):
+            raise MemoryError("at the first compile")
+    assert "MemoryError" in json.loads((tmp_path / "summary.json").read_text())["stopped"]
+    with pytest.raises(core.UsageError, match="no checkpoint.npz"):  # nothing to resume ...
+        with core.Run(Cfg(out=str(tmp_path), resume=True), objects(), total=10):
+            pass
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=10) as run:  # ... so a fresh run may take the folder
+        assert not (tmp_path / "summary.json").exists()  # the stopped run's summary would describe another run
+        run.advance(10, {"loss": 1.0})
+    assert (tmp_path / "checkpoint.npz").exists()
+
+
 def _sum_run(tmp_path, *extra):
     return start_example("sum", "--epochs", "400", "--out", str(tmp_path / "run"), *extra)
 
