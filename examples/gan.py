@@ -17,7 +17,6 @@ it natively), float16 with loss scaling per update group.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sys
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -833,10 +832,7 @@ def train_images(config: Config, rng: np.random.Generator, parallel) -> dict:
 
 def check_same_data(run: core.Run, images: np.ndarray, labels: np.ndarray | None) -> None:
     """A resumed run trains on the data it started on (--data-dir may name another copy of it, not other data)."""
-    h = hashlib.sha256(np.ascontiguousarray(images))
-    if labels is not None:
-        h.update(np.ascontiguousarray(labels))
-    digest = h.hexdigest()[:16]
+    digest = gan_metrics.arrays_key(images, labels)
     if run.state.setdefault("data_sha256", digest) != digest:
         source = run.config.data_dir or "keras.datasets"
         raise core.UsageError(f"--resume: the checkpoint was trained on other data than {source} holds")

@@ -148,14 +148,20 @@ CLASSIFIER_RECIPE = "cnn-v2"
 """part of the cache key: change it when the classifier's recipe changes"""
 
 
+def arrays_key(*arrays: np.ndarray | None, suffix: str = "") -> str:
+    """A short SHA-256 of arrays' shapes, dtypes and bytes (``None`` skipped), then ``suffix``: a dataset's name."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is not None:
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(np.ascontiguousarray(a))
+    h.update(suffix.encode())
+    return h.hexdigest()[:16]
+
+
 def data_key(images: np.ndarray, labels: np.ndarray, epochs: int) -> str:
     """A short hash of the images, the labels and the recipe: the classifier cache's key."""
-    h = hashlib.sha256()
-    for a in (images, labels):
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update(f"{CLASSIFIER_RECIPE}/{epochs}".encode())
-    return h.hexdigest()[:16]
+    return arrays_key(images, labels, suffix=f"{CLASSIFIER_RECIPE}/{epochs}")
 
 
 def classifier_split(n: int) -> tuple[np.ndarray, np.ndarray]:
