@@ -1,128 +1,97 @@
-"""customloop core: compiled custom training steps for Keras 3, and the pieces every run needs."""
+"""customloop core: compiled custom training steps for Keras 3, and the pieces every run needs.
 
-from core._quiet import import_keras_quietly
+Importing it imports Keras with TensorFlow's start-up log hidden (so ``import core`` comes first) and changes
+nothing else in the process. The public names, by topic (docs/core.md follows the same groups):
+
+- steps: ``make_step``, ``UpdateGroup``, ``InputSpec``, ``StepFunctions``, ``check_batch``; the symbolic form
+  ``function`` / ``minimize``; ``make_forward``; ``input_gradient``, ``scan``
+- gradient transforms and after-update rules: ``clip_by_global_norm``, ``clip_by_value``, ``chain``,
+  ``global_norm``; ``ema``, ``EMA``, ``copy_weights``
+- a run: ``Run``, ``RunConfig``; its pieces ``Checkpointer``, ``save_checkpoint``, ``load_checkpoint``,
+  ``GracefulInterrupt``, ``assert_finite``, ``RunLogger``, ``Progress``, ``write_summary``, ``strict_json``,
+  ``atomic_write_bytes``, ``rng_state``, ``set_rng_state``
+- seeds and devices: ``seed_everything``, ``derive_seed``, ``derived_rng``; ``describe_device``, ``gpu_available``,
+  ``native_bfloat16``, ``enable_compilation_cache``
+- data parallel: ``DataParallel``, ``SingleDevice``, ``devices_from_flag``
+- device environments: ``make_device_env``, ``DeviceEnv``, ``DeviceVectorEnv``, ``DEVICE_ENV_IDS``
+- pictures: ``image_grid``, ``save_png``, ``save_gif``, ``to_uint8``
+- commands (flags and exit codes): ``run_main``, ``run_script``, ``arg``, ``parse_config``, ``make_parser``,
+  ``check_ranges``, ``field_docs``, ``OneLineErrorParser``, ``positive_int``
+- errors: ``UsageError``, ``InputError``, ``StepDefinitionError``, ``AfterUpdateError``, ``CheckpointError``,
+  ``NonFiniteLossError``, ``StartupError``
+"""
+
+from core.startup import import_keras_quietly
 
 import_keras_quietly()
 
-from core.averaging import EMA, AfterUpdateError, copy_weights, ema  # noqa: E402
-from core.backends import get_backend as _get_backend  # noqa: E402
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from core.config import (  # noqa: E402
-    OneLineErrorParser,
-    UsageError,
-    arg,
-    check_ranges,
-    field_docs,
-    make_parser,
-    parse_config,
-    positive_int,
-    run_main,
-    run_script,
-)
-from core.device import describe_device, enable_compilation_cache, gpu_available, native_bfloat16  # noqa: E402
-from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_env  # noqa: E402
-from core.forward import ForwardFunction, make_forward  # noqa: E402
-from core.lifecycle import Run, RunConfig  # noqa: E402
-from core.media import image_grid, save_gif, save_png, to_uint8  # noqa: E402
-from core.parallel import DataParallel, SingleDevice, devices_from_flag  # noqa: E402
-from core.run_log import Progress, RunLogger, atomic_write_bytes, strict_json, write_summary  # noqa: E402
-from core.runs import (  # noqa: E402
-    Checkpointer,
-    GracefulInterrupt,
-    NonFiniteLossError,
-    assert_finite,
-    rng_state,
-    set_rng_state,
-)
-from core.seeding import seed_everything  # noqa: E402
-from core.step import (  # noqa: E402
+# Grouped by topic, as the docstring lists them (pyproject.toml exempts this file from import sorting).
+# Steps
+from core.step import InputSpec, StepFunctions, UpdateGroup, check_batch, make_step
+from core.symbolic import Function, Minimize, function, minimize
+from core.forward import ForwardFunction, make_forward
+from core.ops import input_gradient, scan
+
+# Gradient transforms and after-update rules
+from core.transforms import chain, clip_by_global_norm, clip_by_value, global_norm
+from core.averaging import EMA, copy_weights, ema
+
+# A run and its pieces
+from core.lifecycle import Run, RunConfig
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.runs import Checkpointer, GracefulInterrupt, assert_finite, rng_state, set_rng_state
+from core.run_log import Progress, RunLogger, atomic_write_bytes, strict_json, write_summary
+
+# Seeds and devices
+from core.seeding import derive_seed, derived_rng, seed_everything
+from core.device import describe_device, enable_compilation_cache, gpu_available, native_bfloat16
+
+# Data parallel
+from core.parallel import DataParallel, SingleDevice, devices_from_flag
+
+# Device environments
+from core.envs import DEVICE_ENV_IDS, DeviceEnv, DeviceVectorEnv, make_device_env
+
+# Pictures
+from core.media import image_grid, save_gif, save_png, to_uint8
+
+# Commands: flags and exit codes
+from core.cli import run_main, run_script
+from core.config import OneLineErrorParser, arg, check_ranges, field_docs, make_parser, parse_config, positive_int
+
+# Errors
+from core.errors import (
+    AfterUpdateError,
+    CheckpointError,
     InputError,
-    InputSpec,
+    NonFiniteLossError,
+    StartupError,
     StepDefinitionError,
-    StepFunctions,
-    UpdateGroup,
-    check_batch,
-    make_step,
+    UsageError,
 )
-from core.symbolic import Function, Minimize, function, minimize  # noqa: E402
-from core.transforms import chain, clip_by_global_norm, clip_by_value, global_norm  # noqa: E402
-
-
-def input_gradient(fn, x):
-    """``(fn(x), d sum(fn(x)) / dx)``, differentiable again: for R1 and WGAN-GP penalties inside a loss."""
-    return _get_backend().input_gradient(fn, x)
-
-
-def scan(f, init, xs=None, length=None, reverse=False):
-    """``keras.ops.scan`` whose body may read and assign Keras variables (a seed generator, environment state in
-    variables) inside a compiled step: on JAX the touched variables' values travel in the loop's carry."""
-    return _get_backend().scan(f, init, xs, length, reverse)
-
 
 __all__ = [
-    "EMA",
-    "DataParallel",
-    "SingleDevice",
-    "devices_from_flag",
-    "AfterUpdateError",
-    "copy_weights",
-    "ema",
-    "DEVICE_ENV_IDS",
-    "DeviceEnv",
-    "DeviceVectorEnv",
-    "make_device_env",
-    "CheckpointError",
-    "Checkpointer",
-    "GracefulInterrupt",
-    "NonFiniteLossError",
-    "assert_finite",
-    "image_grid",
-    "rng_state",
-    "save_gif",
-    "save_png",
-    "set_rng_state",
-    "strict_json",
-    "to_uint8",
-    "ForwardFunction",
-    "Function",
-    "InputError",
-    "InputSpec",
-    "Minimize",
-    "Progress",
-    "Run",
-    "RunConfig",
-    "RunLogger",
-    "StepDefinitionError",
-    "StepFunctions",
-    "UpdateGroup",
-    "UsageError",
-    "arg",
-    "atomic_write_bytes",
-    "check_ranges",
-    "chain",
-    "check_batch",
-    "clip_by_global_norm",
-    "clip_by_value",
-    "describe_device",
-    "enable_compilation_cache",
-    "field_docs",
-    "function",
-    "global_norm",
-    "gpu_available",
-    "input_gradient",
-    "load_checkpoint",
-    "make_forward",
-    "make_parser",
-    "make_step",
-    "minimize",
-    "native_bfloat16",
-    "parse_config",
-    "run_main",
-    "run_script",
-    "positive_int",
-    "OneLineErrorParser",
-    "save_checkpoint",
-    "scan",
-    "seed_everything",
-    "write_summary",
-]
+    # steps
+    "make_step", "UpdateGroup", "InputSpec", "StepFunctions", "check_batch",
+    "function", "minimize", "Function", "Minimize", "make_forward", "ForwardFunction", "input_gradient", "scan",
+    # gradient transforms and after-update rules
+    "clip_by_global_norm", "clip_by_value", "chain", "global_norm", "ema", "EMA", "copy_weights",
+    # a run and its pieces
+    "Run", "RunConfig", "Checkpointer", "save_checkpoint", "load_checkpoint", "GracefulInterrupt", "assert_finite",
+    "RunLogger", "Progress", "write_summary", "strict_json", "atomic_write_bytes", "rng_state", "set_rng_state",
+    # seeds and devices
+    "seed_everything", "derive_seed", "derived_rng",
+    "describe_device", "gpu_available", "native_bfloat16", "enable_compilation_cache",
+    # data parallel
+    "DataParallel", "SingleDevice", "devices_from_flag",
+    # device environments
+    "make_device_env", "DeviceEnv", "DeviceVectorEnv", "DEVICE_ENV_IDS",
+    # pictures
+    "image_grid", "save_png", "save_gif", "to_uint8",
+    # commands: flags and exit codes
+    "run_main", "run_script", "arg", "parse_config", "make_parser", "check_ranges", "field_docs",
+    "OneLineErrorParser", "positive_int",
+    # errors
+    "UsageError", "InputError", "StepDefinitionError", "AfterUpdateError", "CheckpointError", "NonFiniteLossError",
+    "StartupError",
+]  # fmt: skip

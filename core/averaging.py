@@ -22,9 +22,7 @@ from typing import Any
 
 from keras import ops
 
-
-class AfterUpdateError(ValueError):
-    """An after-update rule is inconsistent (lists of different lengths, shapes that differ, a bad decay)."""
+from core.errors import AfterUpdateError
 
 
 def _name(v: Any) -> str:

@@ -25,16 +25,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from core.errors import CheckpointError
 from core.run_log import atomic_write_bytes
 
 _META = "__meta__"
 # Keras' per-process uniquifier: "dense_3/kernel", "adam_1/...", "sequential_1_dense_2_kernel_momentum".
 _AUTO_NUMBER = re.compile(r"_\d+(?=[/_]|$)")
 _SHOWN = 3  # names listed in an error before "and N more"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read, or whose variables do not fit the objects loaded from it."""
 
 
 def _variables(obj: Any) -> list:

@@ -1,4 +1,7 @@
-"""A dataclass config becomes argparse flags; a bad value becomes one line and exit code 2."""
+"""A dataclass config becomes argparse flags; a bad value is the parser's one-line error (exit code 2).
+
+What a command does with the parsed config, and how its faults become exit codes, is core/cli.py's business.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,18 @@ import argparse
 import ast
 import contextlib
 import dataclasses
+import importlib
 import inspect
 import math
-import subprocess
-import sys
 import textwrap
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from core.errors import UsageError
+
 C = TypeVar("C")
-
-
-class UsageError(ValueError):
-    """Bad user input: reported as one line with exit code 2, never a traceback."""
 
 
 def arg(
@@ -108,10 +108,39 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """Bad input is one line on stderr and exit code 2 (argparse would print the whole usage block first)."""
+    """Bad input is one line on stderr and exit code 2 (argparse would print the whole usage block first).
+
+    ``programs`` names the modules of sibling commands (``"examples.gan_images"``): a flag this command does not
+    have but one of them does is named in the error, so a user who picked the wrong program learns which one."""
+
+    def __init__(self, *args: Any, programs: Sequence[str] = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.programs = tuple(programs)
 
     def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            message += _owners(message.split(":", 1)[1].split(), self.programs)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _owners(words: Sequence[str], programs: Sequence[str]) -> str:
+    """``" (--epochs is a flag of python -m examples.gan_images)"`` for the given flags another program has."""
+    notes = []
+    for flag in (w.split("=", 1)[0] for w in words if w.startswith("--")):
+        owner = next((m for m in programs if flag in _flags_of(m)), None)
+        if owner:
+            notes.append(f"{flag} is a flag of python -m {owner}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _flags_of(module: str) -> frozenset:
+    """The flags of the command ``module`` (its dataclass ``Config``); none if it cannot be imported."""
+    try:
+        cls = importlib.import_module(module).Config
+    except (ImportError, AttributeError):
+        return frozenset()
+    names = {f.name.replace("_", "-"): f.type for f in dataclasses.fields(cls)}
+    return frozenset([f"--{n}" for n in names] + [f"--no-{n}" for n, tp in names.items() if tp in (bool, "bool")])
 
 
 def positive_int(text: str) -> int:
@@ -125,34 +154,12 @@ def positive_int(text: str) -> int:
     return value
 
 
-def run_script(main: Callable[[], Any]) -> int:
-    """Run a script's ``main()`` (a benchmark) with the examples' exit codes: bad input, a file that cannot be
-    read or written, or memory that ran out is one line and code 2. Returns the exit code."""
-
-    prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
-    try:
-        result = main()
-    except subprocess.CalledProcessError as e:  # a benchmark's child run failed: its own code, its own line
-        print(f"{prog}: error: {_child_failure(e)}", file=sys.stderr)
-        return e.returncode if 0 < e.returncode < 128 else 1
-    except Exception as e:
-        return _bad_input(prog, e)
-    return result if isinstance(result, int) and not isinstance(result, bool) else 0
-
-
-def _child_failure(e: subprocess.CalledProcessError) -> str:
-    """A failed child process in one line: its command, and the last line it wrote to stderr (an example's own
-    one-line error, or a traceback's last line) when it was captured."""
-    stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
-    last = stderr.strip().splitlines()[-1:] or [f"exit code {e.returncode}"]
-    command = " ".join(map(str, e.cmd)) if isinstance(e.cmd, list | tuple) else str(e.cmd)
-    return f"{command[:200]} failed: {last[0].strip()[:300]}"
-
-
-def make_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
+def make_parser(cls: type, description: str | None = None, programs: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The flags of a dataclass config: one per field, its type, range, default and docstring as help."""
     parser = OneLineErrorParser(
         description=description or (inspect.getdoc(cls) or "").split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        programs=programs,
     )
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -182,9 +189,10 @@ def make_parser(cls: type, description: str | None = None) -> argparse.ArgumentP
     return parser
 
 
-def parse_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
-    """Parse ``argv`` into ``cls``; exits with code 2 and one line on bad input."""
-    parser = make_parser(cls)
+def parse_config(cls: type[C], argv: Sequence[str] | None = None, programs: Sequence[str] = ()) -> C:
+    """Parse ``argv`` into ``cls``; exits with code 2 and one line on bad input (naming the sibling program of
+    ``programs`` that has a flag this one lacks)."""
+    parser = make_parser(cls, programs=programs)
     ns = vars(parser.parse_args(argv))
     ns.pop("verbose")
     given = _given_flags(parser, argv, list(ns))
@@ -206,62 +214,3 @@ def _given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None, na
     unset = object()
     parser.set_defaults(**{name: unset for name in names})
     return frozenset(k for k, v in vars(parser.parse_args(argv)).items() if k in names and v is not unset)
-
-
-def run_main(train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> int:
-    """Parse a config and call ``train_fn``; returns the exit code, never a traceback for expected faults.
-
-    Bad input (a UsageError, a file that cannot be read or written) is one line and code 2; a
-    non-finite value is one line and code 1 (the last good checkpoint is kept); Ctrl-C that reaches
-    here (a second Ctrl-C, or one outside training) is one line and code 130.
-    """
-    from core.device import enable_compilation_cache
-    from core.runs import NonFiniteLossError
-
-    prog = sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
-    try:
-        config = parse_config(cls, argv)
-    except SystemExit as e:  # --help (0) or a bad flag (2, its line already printed)
-        return int(e.code or 0)
-    try:
-        enable_compilation_cache()
-        train_fn(config)
-    except NonFiniteLossError as e:
-        print(f"{prog}: stopped: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        return _bad_input(prog, e)
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _bad_input(prog: str, e: Exception) -> int:
-    """Exit code 2 and one line for the faults of the input (a UsageError, a check of the step's inputs, a file
-    or folder that cannot be read or written, sizes that ran out of memory); anything else is re-raised."""
-    from core.step import InputError
-
-    if isinstance(e, UsageError | InputError | OSError):
-        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
-    elif out_of_memory(e):
-        print(f"{prog}: error: out of memory ({_one_line(e)[:200]}); lower the sizes in the flags", file=sys.stderr)
-    else:
-        raise e
-    return 2
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Host or device memory ran out: NumPy's MemoryError, TensorFlow's ResourceExhaustedError, XLA's status."""
-    text = str(e)
-    return (
-        isinstance(e, MemoryError)
-        or type(e).__name__ == "ResourceExhaustedError"
-        or "RESOURCE_EXHAUSTED" in text
-        or "Out of memory" in text
-    )
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text or type(e).__name__

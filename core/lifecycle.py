@@ -26,9 +26,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.config import UsageError, arg
+from core.config import arg
+from core.errors import NonFiniteLossError, UsageError
 from core.run_log import RunLogger, write_summary
-from core.runs import Checkpointer, GracefulInterrupt, NonFiniteLossError, assert_finite, rng_state, set_rng_state
+from core.runs import Checkpointer, GracefulInterrupt, assert_finite, rng_state, set_rng_state
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.backends import get_backend
-from core.config import UsageError
+from core.errors import UsageError
 
 
 class DataParallel:
@@ -36,7 +36,7 @@ class DataParallel:
     enabled = True
 
     def __init__(self, devices: int | str = "all"):
-        self.mechanics = get_backend().DataParallelMechanics(_count(devices))
+        self.mechanics = get_backend().data_parallel(_count(devices))
         self.num_devices: int = self.mechanics.num_devices
         self.num_processes: int = self.mechanics.num_processes
         self.process_index: int = self.mechanics.process_index
@@ -110,21 +110,6 @@ def devices_from_flag(value: str | int) -> DataParallel | SingleDevice:
     if count == 1 and processes == 1 and not os.environ.get("TF_CONFIG"):
         return SingleDevice()
     return DataParallel(count if count is not None else "all")
-
-
-def device_count(asked: int | None, visible: list[str], processes: int) -> int:
-    """The devices a step runs on: ``asked`` (None: all ``visible``), checked against them; one line if not."""
-    if asked is None:
-        return len(visible)
-    if processes > 1 and asked != len(visible):
-        raise UsageError(f"--devices {asked}: a run of {processes} processes steps on all {len(visible)} devices "
-                         "(--devices all)")  # fmt: skip
-    if asked > len(visible):
-        raise UsageError(
-            f"--devices {asked}: only {len(visible)} device(s) are visible ({', '.join(visible)}); "
-            "on a CPU, CUSTOMLOOP_CPU_DEVICES=N splits it into N devices"
-        )
-    return asked
 
 
 def _count(value: str | int) -> int | None:

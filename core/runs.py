@@ -11,10 +11,7 @@ from typing import Any
 import numpy as np
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-
-
-class NonFiniteLossError(RuntimeError):
-    """A logged loss became NaN or infinite; the run stops without saving over good state."""
+from core.errors import NonFiniteLossError
 
 
 def assert_finite(logs: Mapping[str, Any], step: int) -> None:

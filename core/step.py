@@ -17,17 +17,10 @@ import numpy as np
 from keras import ops
 
 from core.backends import get_backend, split_loss
+from core.errors import InputError, StepDefinitionError
 from core.transforms import GradientTransform, global_norm
 
 MODES = ("eager", "graph", "xla")
-
-
-class InputError(ValueError):
-    """A batch does not match the declared inputs."""
-
-
-class StepDefinitionError(ValueError):
-    """The update groups of a step are inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +201,7 @@ class StepFunctions:
         self._backend = get_backend()
         self._check = InputChecker(self.inputs)
         self.parallel = parallel if parallel is not None and parallel.enabled else None
-        p = self._parallel = self.parallel.mechanics if self.parallel is not None else None
+        p = self._mechanics = self.parallel.mechanics if self.parallel is not None else None
         if p is not None:
             _check_parallel(self.groups, p)
         for group in self.groups:
@@ -259,10 +252,10 @@ class StepFunctions:
         if isinstance(group.optimizer, keras.optimizers.LossScaleOptimizer):
             return self._scaled_update(group, batch)
         loss, aux, grads = self._group_grads(group, batch)
-        if self._parallel is not None:  # the global batch's gradients, before the transform sees them
-            grads = list(self._parallel.mean_gradients(grads))
+        if self._mechanics is not None:  # the global batch's gradients, before the transform sees them
+            grads = list(self._mechanics.mean_gradients(grads))
         logs = self._transformed(group, loss, grads)
-        applied = self._parallel.optimizer_gradients(grads) if self._parallel is not None else grads
+        applied = self._mechanics.optimizer_gradients(grads) if self._mechanics is not None else grads
         group.optimizer.apply(applied, list(group.variables))
         return {**logs, **aux}
 
@@ -320,7 +313,7 @@ class StepFunctions:
         batch = self._with_derived(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
-            if group.repeat_key is not None and (self._parallel is None or self._parallel.loops_with_updates):
+            if group.repeat_key is not None and (self._mechanics is None or self._mechanics.loops_with_updates):
                 logs.update(self._looped_updates(group, batch))
                 continue
             if group.repeat_key is not None:  # unrolled: this engine cannot apply an optimizer inside a loop
@@ -347,8 +340,8 @@ class StepFunctions:
     def _gradients_math(self, batch: dict) -> dict:
         batch = self._with_derived(batch)
         grads = {g.name: self._group_grads(g, batch)[2] for g in self.groups}
-        if self._parallel is not None:  # the global batch's gradients, as an update would use them
-            grads = {name: list(self._parallel.mean_gradients(gs)) for name, gs in grads.items()}
+        if self._mechanics is not None:  # the global batch's gradients, as an update would use them
+            grads = {name: list(self._mechanics.mean_gradients(gs)) for name, gs in grads.items()}
         return grads
 
     def _train_many_math(self, batches: dict) -> dict:
@@ -364,7 +357,7 @@ class StepFunctions:
         batch = {} if batch is None else batch
         self._check(batch, leading)
         prepared = {k: self._backend.to_tensor(batch[k], s.dtype) for k, s in self.inputs.items()}
-        if self._parallel is None:
+        if self._mechanics is None:
             return prepared
         for name, value in prepared.items():
             rows = int(value.shape[leading])
@@ -373,7 +366,7 @@ class StepFunctions:
                     f"input {name!r}: a batch of {rows} rows does not divide over {self.parallel.local_devices} "
                     "devices; make the batch size a multiple of the device count"
                 )
-        return {k: self._parallel.put(v, leading) for k, v in prepared.items()}
+        return {k: self._mechanics.put(v, leading) for k, v in prepared.items()}
 
     def _entry(self, name: str) -> Any:
         """The backend's cheapest entry point into a compiled single-step call, made once."""

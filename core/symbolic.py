@@ -14,7 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from core.step import InputError, InputSpec, StepFunctions, UpdateGroup, make_step
+from core.errors import InputError
+from core.step import InputSpec, StepFunctions, UpdateGroup, make_step
 from core.transforms import GradientTransform
 
 

@@ -5,6 +5,11 @@ python -m examples.sum --out runs/sum
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports below, which take seconds (examples/command.py)
+    from examples.command import guard_start_up
+
+    guard_start_up()
+
 import sys
 from dataclasses import dataclass
 from typing import Literal
@@ -14,6 +19,7 @@ import numpy as np
 from keras import ops
 
 import core
+from examples import PROGRAMS
 
 
 @dataclass
@@ -136,7 +142,7 @@ def train(config: Config) -> dict:
 def epoch_batches(x: np.ndarray, y: np.ndarray, config: Config, epoch: int, parallel):
     """One epoch's full batches, shuffled by (seed, epoch) so a resumed run (and every process) sees the same
     order; this process's rows of each, on the device."""
-    order = np.random.default_rng([config.seed, 2, epoch]).permutation(len(x))
+    order = core.derived_rng(config.seed, "batch-order", epoch).permutation(len(x))
     per_epoch = len(x) // config.batch_size
     keep = order[: per_epoch * config.batch_size]
     xs = parallel.local_rows(x[keep].reshape(per_epoch, config.batch_size, 2), axis=1)
@@ -145,7 +151,7 @@ def epoch_batches(x: np.ndarray, y: np.ndarray, config: Config, epoch: int, para
 
 
 def main(argv: list[str] | None = None) -> int:
-    return core.run_main(train, Config, argv)
+    return core.run_main(train, Config, argv, PROGRAMS)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,34 @@
-"""One module per Keras backend; everything backend-specific about a step lives there."""
+"""One module per Keras backend, each implementing :class:`core.backends.base.Backend`; :func:`get_backend`
+picks the one Keras runs on."""
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-from typing import Any
+import functools
 
-import keras
+from core.backends.base import Backend, DataParallelMechanics, split_loss
+from core.errors import StartupError
 
-from core._quiet import SUPPORTED_BACKENDS as SUPPORTED
-
-
-def get_backend() -> ModuleType:
-    name = keras.backend.backend()
-    if name not in SUPPORTED:
-        raise NotImplementedError(
-            f"customloop supports the Keras backend(s) {', '.join(SUPPORTED)}; "
-            f"KERAS_BACKEND={name!r} is not implemented yet"
-        )
-    return importlib.import_module(f"{__name__}.{name}")
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
 
-def split_loss(out: Any) -> tuple[Any, dict]:
-    """A loss function returns ``loss`` or ``(loss, aux_dict)``; always give both."""
-    if isinstance(out, tuple):
-        loss, aux = out
-        return loss, dict(aux)
-    return out, {}
+def get_backend() -> Backend:
+    """The backend of the running Keras (fixed for the process by ``KERAS_BACKEND`` or keras.json)."""
+    import keras
+
+    return _backend(keras.backend.backend())
+
+
+@functools.cache
+def _backend(name: str) -> Backend:
+    if name == "tensorflow":
+        from core.backends.tensorflow import TensorFlowBackend
+
+        return TensorFlowBackend()
+    if name == "jax":
+        from core.backends.jax import JaxBackend
+
+        return JaxBackend()
+    raise StartupError(f"customloop runs on the Keras backend {' or '.join(SUPPORTED_BACKENDS)}, not {name!r}")
+
+
+__all__ = ["SUPPORTED_BACKENDS", "Backend", "DataParallelMechanics", "get_backend", "split_loss"]

@@ -22,9 +22,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from core.backends import split_loss
-
-NAME = "jax"
+from core.backends.base import Backend, DataParallelMechanics, device_count, split_loss
 
 
 # ----- The one place that relies on how Keras drives a StatelessScope (checked on Keras 3.15.1) -----
@@ -80,45 +78,6 @@ def _active_scope(caller: str) -> _RecordingScope:
 def _current(scope: _RecordingScope, v: Any) -> Any:
     value = scope.get_current_value(v)
     return v.value if value is None else value
-
-
-def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
-    """Loss, aux and gradients of ``loss_fn()`` with respect to ``variables``; None where the loss never reads one.
-
-    Runs inside the call's scope: the group's variables are swapped for traced values,
-    and writes the forward pass makes to other variables (BatchNormalization
-    statistics, seed generators) are carried out of the gradient trace as aux.
-    """
-    scope = _active_scope("value_and_grad")
-    ids = [id(v) for v in variables]
-    values = [_current(scope, v) for v in variables]
-    reads: set[int] = set()
-
-    def f(vals):
-        saved = dict(scope.values)
-        outer_reads = scope.reads
-        scope.values.update(zip(ids, vals))
-        scope.reads = reads
-        try:
-            loss, aux = split_loss(loss_fn())
-            written = {k: v for k, v in scope.values.items() if k not in ids and v is not saved.get(k)}
-        finally:
-            scope.values.clear()
-            scope.values.update(saved)
-            scope.reads = outer_reads
-        return loss, (aux, written)
-
-    (loss, (aux, written)), grads = jax.value_and_grad(f, has_aux=True)(values)
-    scope.values.update(written)
-    if scope.reads is not None:
-        scope.reads |= reads
-    return loss, aux, [g if i in reads else None for i, g in zip(ids, grads)]
-
-
-def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
-    """Value of ``fn(x)`` and the gradient of its sum with respect to ``x`` (differentiable again)."""
-    y, vjp = jax.vjp(fn, jnp.asarray(x))
-    return y, vjp(jnp.ones_like(y))[0]
 
 
 class _Compiled:
@@ -186,124 +145,176 @@ def _interleave(template: tuple, dynamic: Sequence) -> tuple:
     return tuple(a if isinstance(a, int) else next(it) for a in template)
 
 
-def compile_fn(fn: Callable, mode: str, input_signature: list | None, parallel: Any = None) -> Callable:
-    """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}; on JAX, graph and XLA are both jax.jit."""
-    return _Compiled(fn, mode, parallel)
+class JaxBackend(Backend):
+    """JAX: pure functions of the variables' values under a recording StatelessScope, jax.jit, lax.scan."""
 
+    name = "jax"
 
-def fast_entry(compiled: Callable, input_signature: list | None) -> Callable:
-    """A jitted call has no cheaper entry point than itself."""
-    return compiled
+    def value_and_grad(self, loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
+        """Loss, aux and gradients of ``loss_fn()`` with respect to ``variables``; None where the loss never reads one.
 
+        Runs inside the call's scope: the group's variables are swapped for traced values,
+        and writes the forward pass makes to other variables (BatchNormalization
+        statistics, seed generators) are carried out of the gradient trace as aux.
+        """
+        scope = _active_scope("value_and_grad")
+        ids = [id(v) for v in variables]
+        values = [_current(scope, v) for v in variables]
+        reads: set[int] = set()
 
-def tracing_count(compiled: Callable) -> int | None:
-    if isinstance(compiled, _Compiled) and compiled.mode != "eager":
-        return compiled.traces
-    return None
+        def f(vals):
+            saved = dict(scope.values)
+            outer_reads = scope.reads
+            scope.values.update(zip(ids, vals))
+            scope.reads = reads
+            try:
+                loss, aux = split_loss(loss_fn())
+                written = {k: v for k, v in scope.values.items() if k not in ids and v is not saved.get(k)}
+            finally:
+                scope.values.clear()
+                scope.values.update(saved)
+                scope.reads = outer_reads
+            return loss, (aux, written)
 
+        (loss, (aux, written)), grads = jax.value_and_grad(f, has_aux=True)(values)
+        scope.values.update(written)
+        if scope.reads is not None:
+            scope.reads |= reads
+        return loss, aux, [g if i in reads else None for i, g in zip(ids, grads)]
 
-def tensor_spec(shape: Sequence[int | None], dtype: str) -> tuple:
-    return (tuple(shape), dtype)
+    def input_gradient(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+        """Value of ``fn(x)`` and the gradient of its sum with respect to ``x`` (differentiable again)."""
+        y, vjp = jax.vjp(fn, jnp.asarray(x))
+        return y, vjp(jnp.ones_like(y))[0]
 
+    def compile_fn(self, fn: Callable, mode: str, input_signature: list | None, parallel: Any = None) -> Callable:
+        """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}; on JAX, graph and XLA are both jax.jit."""
+        return _Compiled(fn, mode, parallel)
 
-def to_tensor(value: Any, dtype: str) -> Any:
-    # jax.jit takes NumPy arrays as they are; jnp.asarray first would cost ~30 us a call.
-    if isinstance(value, np.ndarray):
-        return value if value.dtype == dtype else value.astype(dtype)
-    return jnp.asarray(value, dtype=dtype)
+    def fast_entry(self, compiled: Callable, input_signature: list | None) -> Callable:
+        """A jitted call has no cheaper entry point than itself."""
+        return compiled
 
-
-def to_numpy(value: Any) -> np.ndarray:
-    return np.asarray(value)
-
-
-def scan(
-    f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False, unroll: int = 1
-) -> tuple:
-    """``keras.ops.scan`` whose body may read and assign Keras variables (seed generators, state held in variables).
-
-    Inside a compiled call the values of every variable the call touches travel in the ``lax.scan`` carry
-    beside ``f``'s own carry, so an assign in the body is seen by the next iteration and by the code after
-    the loop (a plain scan would leak the body's tracers into the scope instead).
-    """
-    scope = _ACTIVE.get()
-    if scope is None:
-        return keras.ops.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
-    if length is None:
-        length = int(jax.tree.leaves(xs)[0].shape[0])
-    if scope.discovering:  # one iteration shows every variable the body touches
-        first = None if xs is None else jax.tree.map(lambda a: a[-1 if reverse else 0], xs)
-        carry, y = f(init, first)
-        return carry, jax.tree.map(lambda v: jnp.broadcast_to(v, (int(length), *jnp.shape(v))), y)
-    ids = list(scope.values)
-    dtypes = {k: v.dtype for k, v in scope.values.items()}
-
-    def body(carry, x):
-        state, inner = carry
-        scope.values.update(zip(ids, state))
-        inner, y = f(inner, x)
-        if set(scope.values) - set(ids):
-            raise RuntimeError("a loop body wrote a variable the discovery pass did not see")
-        return ([jnp.asarray(scope.values[k], dtype=dtypes[k]) for k in ids], inner), y
-
-    init_state = [scope.values[k] for k in ids]
-    unroll = max(1, min(int(unroll), int(length)))
-    (final, carry), ys = jax.lax.scan(body, (init_state, init), xs, length=int(length), reverse=reverse, unroll=unroll)
-    scope.values.update(zip(ids, final))
-    return carry, ys
-
-
-def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any, unroll: int = 1) -> dict:
-    """``num_steps`` steps in one ``lax.scan`` (``unroll`` steps per loop iteration), the scope's values as the
-    carry."""
-    _, logs = scan(
-        lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=int(num_steps), unroll=unroll
-    )
-    return logs
-
-
-def leading_dim(batches: dict) -> int:
-    return int(next(iter(batches.values())).shape[0])
-
-
-def describe_device() -> str:
-    device = jax.devices()[0]
-    if device.platform == "gpu":
-        return "GPU: " + ", ".join(d.device_kind for d in jax.devices())
-    return device.platform.upper()
-
-
-def gpu_available() -> bool:
-    return jax.devices()[0].platform == "gpu"
-
-
-def enable_determinism() -> None:
-    """Nothing to switch on: XLA's CPU programs were bit-reproducible in every test here."""
-
-
-def native_bfloat16(cpu_flags: frozenset) -> bool:
-    """GPUs of compute capability 8 or more; never XLA's CPU, whose bfloat16 convolutions ran slower than float32
-    here (docs/gan.md) even on a CPU with AVX512_BF16."""
-    devices = jax.devices()
-    if devices[0].platform != "gpu":
-        return False
-    return all(float(getattr(d, "compute_capability", "0")) >= 8.0 for d in devices)
-
-
-def enable_compilation_cache(folder: Path) -> Path | None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:  # an unwritable home: run without the cache rather than fail
+    def tracing_count(self, compiled: Callable) -> int | None:
+        if isinstance(compiled, _Compiled) and compiled.mode != "eager":
+            return compiled.traces
         return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    # Small programs too: an agent's many short compiles are what the cache saves.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return folder
+
+    def tensor_spec(self, shape: Sequence[int | None], dtype: str) -> tuple:
+        return (tuple(shape), dtype)
+
+    def to_tensor(self, value: Any, dtype: str) -> Any:
+        # jax.jit takes NumPy arrays as they are; jnp.asarray first would cost ~30 us a call.
+        if isinstance(value, np.ndarray):
+            return value if value.dtype == dtype else value.astype(dtype)
+        return jnp.asarray(value, dtype=dtype)
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return np.asarray(value)
+
+    def scan(
+        self, f: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False, unroll: int = 1
+    ) -> tuple:
+        """``keras.ops.scan`` whose body may read and assign Keras variables (seed generators, state held in variables).
+
+        Inside a compiled call the values of every variable the call touches travel in the ``lax.scan`` carry
+        beside ``f``'s own carry, so an assign in the body is seen by the next iteration and by the code after
+        the loop (a plain scan would leak the body's tracers into the scope instead).
+        """
+        scope = _ACTIVE.get()
+        if scope is None:
+            return keras.ops.scan(f, init, xs, length=length, reverse=reverse, unroll=unroll)
+        if length is None:
+            length = int(jax.tree.leaves(xs)[0].shape[0])
+        if scope.discovering:  # one iteration shows every variable the body touches
+            first = None if xs is None else jax.tree.map(lambda a: a[-1 if reverse else 0], xs)
+            carry, y = f(init, first)
+            return carry, jax.tree.map(lambda v: jnp.broadcast_to(v, (int(length), *jnp.shape(v))), y)
+        ids = list(scope.values)
+        dtypes = {k: v.dtype for k, v in scope.values.items()}
+
+        def body(carry, x):
+            state, inner = carry
+            scope.values.update(zip(ids, state))
+            inner, y = f(inner, x)
+            if set(scope.values) - set(ids):
+                raise RuntimeError("a loop body wrote a variable the discovery pass did not see")
+            return ([jnp.asarray(scope.values[k], dtype=dtypes[k]) for k in ids], inner), y
+
+        init_state = [scope.values[k] for k in ids]
+        unroll = max(1, min(int(unroll), int(length)))
+        (final, carry), ys = jax.lax.scan(
+            body, (init_state, init), xs, length=int(length), reverse=reverse, unroll=unroll
+        )
+        scope.values.update(zip(ids, final))
+        return carry, ys
+
+    def fused_loop(self, step_fn: Callable[[dict], dict], batches: dict, num_steps: Any, unroll: int = 1) -> dict:
+        """``num_steps`` steps in one ``lax.scan`` (``unroll`` steps per loop iteration), the scope's values as the
+        carry."""
+        _, logs = self.scan(
+            lambda carry, batch: (carry, step_fn(batch or {})),
+            (),
+            batches or None,
+            length=int(num_steps),
+            unroll=unroll,
+        )
+        return logs
+
+    def leading_dim(self, batches: dict) -> int:
+        return int(next(iter(batches.values())).shape[0])
+
+    def describe_device(self) -> str:
+        device = jax.devices()[0]
+        if device.platform == "gpu":
+            return "GPU: " + ", ".join(d.device_kind for d in jax.devices())
+        return device.platform.upper()
+
+    def gpu_available(self) -> bool:
+        return jax.devices()[0].platform == "gpu"
+
+    def enable_determinism(self) -> None:
+        """Nothing to switch on: XLA's CPU programs were bit-reproducible in every test here."""
+
+    def native_bfloat16(self, cpu_flags: frozenset) -> bool:
+        """GPUs of compute capability 8 or more; never XLA's CPU, whose bfloat16 convolutions ran slower than float32
+        here (docs/gan.md) even on a CPU with AVX512_BF16."""
+        devices = jax.devices()
+        if devices[0].platform != "gpu":
+            return False
+        return all(float(getattr(d, "compute_capability", "0")) >= 8.0 for d in devices)
+
+    def enable_compilation_cache(self, folder: Path) -> Path | None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:  # an unwritable home: run without the cache rather than fail
+            return None
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        # Small programs too: an agent's many short compiles are what the cache saves.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        return folder
+
+    def initialize_processes(self) -> None:
+        """Join the processes Keras' ``KERAS_DISTRIBUTION_*`` variables describe, before JAX picks its devices."""
+        import os
+
+        if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
+            keras.distribution.initialize()
+
+    def look_at_devices(self) -> None:
+        jax.devices()
+
+    def split_cpu(self, count: int) -> None:
+        """Show the host CPU as ``count`` devices (before JAX first looks at its devices)."""
+        jax.config.update("jax_num_cpu_devices", int(count))
+
+    def data_parallel(self, count: int | None) -> JaxDataParallel:
+        return JaxDataParallel(count)
 
 
 # ----- Data parallel: a keras.distribution mesh, global arrays, GSPMD -----
-class DataParallelMechanics:
+class JaxDataParallel(DataParallelMechanics):
     """Replicated variables and batches split along their rows on a ``keras.distribution.DataParallel`` mesh.
 
     ``jax.jit`` partitions the unchanged step (GSPMD): its math sees the global batch, so it computes what one
@@ -314,8 +325,6 @@ class DataParallelMechanics:
     loops_with_updates = True
 
     def __init__(self, count: int | None):
-        from core.parallel import device_count
-
         devices = keras.distribution.list_devices()
         count = device_count(count, devices, jax.process_count())
         self.distribution = keras.distribution.DataParallel(devices=devices[:count])
@@ -361,16 +370,3 @@ class DataParallelMechanics:
 
     def optimizer_gradients(self, grads: list) -> list:
         return grads
-
-
-def initialize_processes() -> None:
-    """Join the processes Keras' ``KERAS_DISTRIBUTION_*`` variables describe, before JAX picks its devices."""
-    import os
-
-    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
-        keras.distribution.initialize()
-
-
-def split_cpu(count: int) -> None:
-    """Show the host CPU as ``count`` devices (before JAX first looks at its devices)."""
-    jax.config.update("jax_num_cpu_devices", int(count))

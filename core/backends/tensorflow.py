@@ -1,4 +1,5 @@
-"""TensorFlow mechanics of a step: tapes, tf.function / XLA, fused loops, devices."""
+"""TensorFlow mechanics of a step (:class:`core.backends.base.Backend`): tapes, tf.function / XLA, fused loops,
+devices, tf.distribute."""
 
 from __future__ import annotations
 
@@ -8,175 +9,186 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from core.backends import split_loss
-
-NAME = "tensorflow"
-
-
-def value_and_grad(loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
-    """Run ``loss_fn()`` under a tape; return (loss, aux, grads) with None for unconnected."""
-    with tf.GradientTape() as tape:
-        loss, aux = split_loss(loss_fn())
-    grads = tape.gradient(loss, list(variables))
-    return loss, aux, grads
+from core.backends.base import Backend, DataParallelMechanics, device_count, split_loss
+from core.errors import StepDefinitionError
 
 
-def input_gradient(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
-    """Value of ``fn(x)`` and the gradient of its sum with respect to the tensor ``x``.
+class TensorFlowBackend(Backend):
+    """TensorFlow: tapes, tf.function / XLA, fused tf.while_loop, tf.distribute."""
 
-    The inner tape is recorded by any outer tape, so a loss that uses this
-    gradient (R1, WGAN-GP) is itself differentiable.
-    """
-    x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = fn(x)
-        total = tf.reduce_sum(y)
-    return y, tape.gradient(total, x)
+    name = "tensorflow"
 
+    def value_and_grad(self, loss_fn: Callable[[], Any], variables: Sequence[Any]) -> tuple[Any, dict, list]:
+        """Run ``loss_fn()`` under a tape; return (loss, aux, grads) with None for unconnected."""
+        with tf.GradientTape() as tape:
+            loss, aux = split_loss(loss_fn())
+        grads = tape.gradient(loss, list(variables))
+        return loss, aux, grads
 
-def compile_fn(fn: Callable, mode: str, input_signature: list | None, parallel: Any = None) -> Callable:
-    """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}.
+    def input_gradient(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+        """Value of ``fn(x)`` and the gradient of its sum with respect to the tensor ``x``.
 
-    A data-parallel step compiles as a graph in "xla" mode too: XLA does not compile ``strategy.run``.
-    """
-    if mode == "eager":
-        return fn
-    if parallel is not None:
-        mode = "graph"
-    # No autograph: the step is plain Python over groups with explicit tf.while_loop
-    # fusion, and without it our own errors (unconnected variables) reach the user unwrapped.
-    return tf.function(
-        fn,
-        autograph=False,
-        input_signature=input_signature,
-        jit_compile=(mode == "xla"),
-        reduce_retracing=input_signature is None,
-    )
+        The inner tape is recorded by any outer tape, so a loss that uses this
+        gradient (R1, WGAN-GP) is itself differentiable.
+        """
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            total = tf.reduce_sum(y)
+        return y, tape.gradient(total, x)
 
+    def compile_fn(self, fn: Callable, mode: str, input_signature: list | None, parallel: Any = None) -> Callable:
+        """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}.
 
-def tracing_count(compiled: Callable) -> int | None:
-    if hasattr(compiled, "experimental_get_tracing_count"):
-        return compiled.experimental_get_tracing_count()
-    return None
-
-
-def tensor_spec(shape: Sequence[int | None], dtype: str) -> tf.TensorSpec:
-    return tf.TensorSpec(shape=tuple(shape), dtype=tf.as_dtype(dtype))
-
-
-def to_tensor(value: Any, dtype: str) -> tf.Tensor:
-    return tf.convert_to_tensor(value, dtype=tf.as_dtype(dtype))
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
-
-
-def fused_loop(step_fn: Callable[[dict], dict], batches: dict, num_steps: Any, unroll: int = 1) -> dict:
-    """Run ``step_fn`` ``num_steps`` times over the leading axis of ``batches``, in one ``tf.while_loop``.
-
-    ``unroll`` is not used: TensorFlow's kernels run as fast inside a loop as outside one (measured on the
-    image GAN step: 7.25 steps/s fused vs 7.13 one step per call).
-    """
-    _, logs = scan(lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=num_steps)
-    return logs
-
-
-def scan(f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bool = False, unroll: int = 1) -> tuple:
-    """``keras.ops.scan`` without its TensorFlow limit (outputs shaped like the carry); the body may assign variables.
-
-    The TensorArrays that collect the outputs need their structure, dtypes and shapes before the loop: in a
-    graph the body is traced once as a concrete function, whose outputs show them and which the loop body then
-    calls (tracing the body a second time inside the loop would double the tracing of every nested loop);
-    eagerly, the first iteration runs outside the loop.
-    """
-    n = length if length is not None else tf.shape(tf.nest.flatten(xs)[0])[0]
-
-    def x_at(i):
-        return None if xs is None else tf.nest.map_structure(lambda a: a[i], xs)
-
-    def call(carry, i):
-        carry, y = f(carry, x_at(i))
-        return carry, tf.nest.map_structure(tf.convert_to_tensor, y)
-
-    step = call
-    if tf.executing_eagerly():  # eager mode: the first iteration shows the outputs' structure
-        first = n - 1 if reverse else 0
-        carry, y = call(init, first)
-        arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape).write(first, v) for v in tf.nest.flatten(y)]
-        start = 1
-    else:  # in a graph: the body traced once as a function, which shows the outputs and is what the loop calls
-        init = tf.nest.map_structure(tf.convert_to_tensor, init)
-        specs = tf.nest.map_structure(tf.TensorSpec.from_tensor, init)
-        step = tf.function(call, autograph=False).get_concrete_function(specs, tf.TensorSpec([], tf.int32))
-        carry, y = init, step.structured_outputs[1]
-        arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape) for v in tf.nest.flatten(y)]
-        start = 0
-
-    def body(k, carry, arrays):
-        i = n - 1 - k if reverse else k
-        carry, y = step(carry, i)
-        return k + 1, carry, [a.write(i, v) for a, v in zip(arrays, tf.nest.flatten(y))]
-
-    _, carry, arrays = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(start), carry, arrays))
-    return carry, tf.nest.pack_sequence_as(y, [a.stack() for a in arrays])
-
-
-def leading_dim(batches: dict) -> Any:
-    first = next(iter(batches.values()))
-    return tf.shape(first)[0]
-
-
-def describe_device() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "CPU"
-    names = []
-    for gpu in gpus:
-        details = tf.config.experimental.get_device_details(gpu)
-        names.append(details.get("device_name", gpu.name))
-    return "GPU: " + ", ".join(names)
-
-
-def gpu_available() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def enable_determinism() -> None:
-    """TensorFlow's deterministic kernels. On a busy 2-core CPU the image GAN's resume test (tests/test_gan_images.py)
-    differed in the last bits in 2 of 10 processes without them and 1 of 22 with them: fewer, not none (docs/gan.md)."""
-    tf.config.experimental.enable_op_determinism()
-
-
-def native_bfloat16(cpu_flags: frozenset) -> bool:
-    """GPUs of compute capability 8 or more; on the CPU, oneDNN's bfloat16 kernels need AVX512_BF16 or AMX."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return all(
-            tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0) for g in gpus
+        A data-parallel step compiles as a graph in "xla" mode too: XLA does not compile ``strategy.run``.
+        """
+        if mode == "eager":
+            return fn
+        if parallel is not None:
+            mode = "graph"
+        # No autograph: the step is plain Python over groups with explicit tf.while_loop
+        # fusion, and without it our own errors (unconnected variables) reach the user unwrapped.
+        return tf.function(
+            fn,
+            autograph=False,
+            input_signature=input_signature,
+            jit_compile=(mode == "xla"),
+            reduce_retracing=input_signature is None,
         )
-    return bool(cpu_flags & {"avx512_bf16", "amx_bf16"})
 
+    def tracing_count(self, compiled: Callable) -> int | None:
+        if hasattr(compiled, "experimental_get_tracing_count"):
+            return compiled.experimental_get_tracing_count()
+        return None
 
-def fast_entry(compiled: Callable, input_signature: list | None) -> Callable:
-    """The cheapest way to call ``compiled`` with arguments that match ``input_signature``.
+    def tensor_spec(self, shape: Sequence[int | None], dtype: str) -> tf.TensorSpec:
+        return tf.TensorSpec(shape=tuple(shape), dtype=tf.as_dtype(dtype))
 
-    A tf.function with a full signature has one concrete function; calling it directly
-    skips the argument matching of ``tf.function.__call__`` (about 150 us a call on CPU).
-    """
-    if input_signature is None or not hasattr(compiled, "get_concrete_function"):
-        return compiled
-    return compiled.get_concrete_function(*input_signature)
+    def to_tensor(self, value: Any, dtype: str) -> tf.Tensor:
+        return tf.convert_to_tensor(value, dtype=tf.as_dtype(dtype))
 
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
-def enable_compilation_cache(folder: Any) -> None:
-    """tf.function graphs have no persistent cache: every run traces and optimises them anew."""
-    return None
+    def fused_loop(self, step_fn: Callable[[dict], dict], batches: dict, num_steps: Any, unroll: int = 1) -> dict:
+        """Run ``step_fn`` ``num_steps`` times over the leading axis of ``batches``, in one ``tf.while_loop``.
+
+        ``unroll`` is not used: TensorFlow's kernels run as fast inside a loop as outside one (measured on the
+        image GAN step: 7.25 steps/s fused vs 7.13 one step per call).
+        """
+        _, logs = self.scan(lambda carry, batch: (carry, step_fn(batch or {})), (), batches or None, length=num_steps)
+        return logs
+
+    def scan(
+        self, f: Callable, init: Any, xs: Any = None, length: Any = None, reverse: bool = False, unroll: int = 1
+    ) -> tuple:
+        """``keras.ops.scan`` without its TensorFlow limit (outputs shaped like the carry); the body may assign
+        variables.
+
+        The TensorArrays that collect the outputs need their structure, dtypes and shapes before the loop: in a
+        graph the body is traced once as a concrete function, whose outputs show them and which the loop body then
+        calls (tracing the body a second time inside the loop would double the tracing of every nested loop);
+        eagerly, the first iteration runs outside the loop.
+        """
+        n = length if length is not None else tf.shape(tf.nest.flatten(xs)[0])[0]
+
+        def x_at(i):
+            return None if xs is None else tf.nest.map_structure(lambda a: a[i], xs)
+
+        def call(carry, i):
+            carry, y = f(carry, x_at(i))
+            return carry, tf.nest.map_structure(tf.convert_to_tensor, y)
+
+        step = call
+        if tf.executing_eagerly():  # eager mode: the first iteration shows the outputs' structure
+            first = n - 1 if reverse else 0
+            carry, y = call(init, first)
+            arrays = [
+                tf.TensorArray(v.dtype, size=n, element_shape=v.shape).write(first, v) for v in tf.nest.flatten(y)
+            ]
+            start = 1
+        else:  # in a graph: the body traced once as a function, which shows the outputs and is what the loop calls
+            init = tf.nest.map_structure(tf.convert_to_tensor, init)
+            specs = tf.nest.map_structure(tf.TensorSpec.from_tensor, init)
+            step = tf.function(call, autograph=False).get_concrete_function(specs, tf.TensorSpec([], tf.int32))
+            carry, y = init, step.structured_outputs[1]
+            arrays = [tf.TensorArray(v.dtype, size=n, element_shape=v.shape) for v in tf.nest.flatten(y)]
+            start = 0
+
+        def body(k, carry, arrays):
+            i = n - 1 - k if reverse else k
+            carry, y = step(carry, i)
+            return k + 1, carry, [a.write(i, v) for a, v in zip(arrays, tf.nest.flatten(y))]
+
+        _, carry, arrays = tf.while_loop(lambda k, *_: k < n, body, (tf.constant(start), carry, arrays))
+        return carry, tf.nest.pack_sequence_as(y, [a.stack() for a in arrays])
+
+    def leading_dim(self, batches: dict) -> Any:
+        first = next(iter(batches.values()))
+        return tf.shape(first)[0]
+
+    def describe_device(self) -> str:
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return "CPU"
+        names = []
+        for gpu in gpus:
+            details = tf.config.experimental.get_device_details(gpu)
+            names.append(details.get("device_name", gpu.name))
+        return "GPU: " + ", ".join(names)
+
+    def gpu_available(self) -> bool:
+        return bool(tf.config.list_physical_devices("GPU"))
+
+    def enable_determinism(self) -> None:
+        """TensorFlow's deterministic kernels. On a busy 2-core CPU the image GAN's resume test
+        (tests/test_gan_images.py) differed in the last bits in 2 of 10 processes without them and 1 of 22 with them:
+        fewer, not none (docs/gan.md)."""
+        tf.config.experimental.enable_op_determinism()
+
+    def native_bfloat16(self, cpu_flags: frozenset) -> bool:
+        """GPUs of compute capability 8 or more; on the CPU, oneDNN's bfloat16 kernels need AVX512_BF16 or AMX."""
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return all(
+                tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) >= (8, 0) for g in gpus
+            )
+        return bool(cpu_flags & {"avx512_bf16", "amx_bf16"})
+
+    def fast_entry(self, compiled: Callable, input_signature: list | None) -> Callable:
+        """The cheapest way to call ``compiled`` with arguments that match ``input_signature``.
+
+        A tf.function with a full signature has one concrete function; calling it directly
+        skips the argument matching of ``tf.function.__call__`` (about 150 us a call on CPU).
+        """
+        if input_signature is None or not hasattr(compiled, "get_concrete_function"):
+            return compiled
+        return compiled.get_concrete_function(*input_signature)
+
+    def enable_compilation_cache(self, folder: Any) -> None:
+        """tf.function graphs have no persistent cache: every run traces and optimises them anew."""
+        return None
+
+    def initialize_processes(self) -> None:
+        """TensorFlow joins a cluster when the strategy is made (``TF_CONFIG``): nothing to do at import."""
+        return None
+
+    def look_at_devices(self) -> None:
+        tf.get_logger().setLevel("ERROR")
+        tf.config.list_physical_devices()
+
+    def split_cpu(self, count: int) -> None:
+        """Show the host CPU as ``count`` logical devices (before TensorFlow's runtime starts)."""
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(count))
+
+    def data_parallel(self, count: int | None) -> TensorFlowDataParallel:
+        return TensorFlowDataParallel(count)
 
 
 # ----- Data parallel: tf.distribute -----
-class DataParallelMechanics:
+class TensorFlowDataParallel(DataParallelMechanics):
     """A ``MirroredStrategy`` over local devices, or a ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a
     cluster. Each replica steps on its rows; what keeps the replicas one model:
 
@@ -195,8 +207,6 @@ class DataParallelMechanics:
     def __init__(self, count: int | None):
         import json
         import os
-
-        from core.parallel import device_count
 
         cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
         workers = cluster.get("cluster", {}).get("worker", [])
@@ -244,8 +254,6 @@ class DataParallelMechanics:
         return x
 
     def check_variables(self, variables: Sequence[Any]) -> None:
-        from core.step import StepDefinitionError
-
         for v in variables:
             if not isinstance(getattr(v, "value", v), tf.distribute.DistributedValues):
                 raise StepDefinitionError(
@@ -294,14 +302,3 @@ class DataParallelMechanics:
         if first.shape.rank == 0:
             return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
         return self.strategy.gather(value, axis=0)  # per-row outputs, back in the batch's order
-
-
-def initialize_processes() -> None:
-    """TensorFlow joins a cluster when the strategy is made (``TF_CONFIG``): nothing to do at import."""
-    return None
-
-
-def split_cpu(count: int) -> None:
-    """Show the host CPU as ``count`` logical devices (before TensorFlow's runtime starts)."""
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(count))

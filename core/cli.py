@@ -1,0 +1,121 @@
+"""The command entry point: a parsed config in, an exit code out, never a traceback for an expected fault.
+
+    if __name__ == "__main__":
+        sys.exit(core.run_main(train, Config))
+
+Exit codes: 0 done (also after a first Ctrl-C, which saves and stops); 1 a non-finite value stopped the run (the
+last good checkpoint is kept); 2 bad input (a flag, a file or folder that cannot be read or written, memory that
+ran out for the sizes asked); 130 interrupted outright (a second Ctrl-C, or one outside training).
+
+Only a command's entry point changes the process (signal handlers, the excepthook, exiting); importing core or an
+example changes nothing. Before the seconds-long import of Keras, a command guards its start-up with
+``examples/command.py`` (standard library only); :func:`run_main` hands Ctrl-C back to Python once it starts.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from core.config import parse_config
+from core.device import enable_compilation_cache
+from core.errors import CheckpointError, InputError, NonFiniteLossError, StartupError, UsageError
+
+C = TypeVar("C")
+
+
+def run_main(
+    train_fn: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None, programs: Sequence[str] = ()
+) -> int:
+    """Parse a config and call ``train_fn``; returns the exit code (see the module docstring).
+
+    ``programs``: the modules of sibling commands, so a flag given to the wrong one names the one that has it.
+    """
+    end_start_up_guard()
+    prog = program_name()
+    try:
+        config = parse_config(cls, argv, programs)
+    except SystemExit as e:  # --help (0) or a bad flag (2, its line already printed)
+        return int(e.code or 0)
+    try:
+        enable_compilation_cache()
+        train_fn(config)
+    except NonFiniteLossError as e:
+        print(f"{prog}: stopped: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        return bad_input(prog, e)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_script(main: Callable[[], Any]) -> int:
+    """Run a script's ``main()`` (a benchmark) with the examples' exit codes: bad input, a file that cannot be
+    read or written, or memory that ran out is one line and code 2. Returns the exit code."""
+    prog = program_name()
+    try:
+        result = main()
+    except subprocess.CalledProcessError as e:  # a benchmark's child run failed: its own code, its own line
+        print(f"{prog}: error: {_child_failure(e)}", file=sys.stderr)
+        return e.returncode if 0 < e.returncode < 128 else 1
+    except Exception as e:
+        return bad_input(prog, e)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def program_name() -> str:
+    return sys.argv[0].split("/")[-1] if sys.argv and sys.argv[0] else "customloop"
+
+
+def end_start_up_guard() -> None:
+    """From here on Ctrl-C is Python's KeyboardInterrupt again (the run lifecycle handles it) and exceptions are
+    Python's, if ``examples/command.py`` guarded the imports (its handlers say so with ``start_up_guard``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if getattr(signal.getsignal(signal.SIGINT), "start_up_guard", False):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if getattr(sys.excepthook, "start_up_guard", False):
+        sys.excepthook = sys.__excepthook__
+
+
+def _child_failure(e: subprocess.CalledProcessError) -> str:
+    """A failed child process in one line: its command, and the last line it wrote to stderr (an example's own
+    one-line error, or a traceback's last line) when it was captured."""
+    stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+    last = stderr.strip().splitlines()[-1:] or [f"exit code {e.returncode}"]
+    command = " ".join(map(str, e.cmd)) if isinstance(e.cmd, list | tuple) else str(e.cmd)
+    return f"{command[:200]} failed: {last[0].strip()[:300]}"
+
+
+def bad_input(prog: str, e: Exception) -> int:
+    """Exit code 2 and one line for the faults of the input (a UsageError, a check of the step's inputs, a file
+    or folder that cannot be read or written, sizes that ran out of memory); anything else is re-raised."""
+    if isinstance(e, UsageError | InputError | CheckpointError | StartupError | OSError):
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+    elif out_of_memory(e):
+        print(f"{prog}: error: out of memory ({_one_line(e)[:200]}); lower the sizes in the flags", file=sys.stderr)
+    else:
+        raise e
+    return 2
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Host or device memory ran out: NumPy's MemoryError, TensorFlow's ResourceExhaustedError, XLA's status."""
+    text = str(e)
+    return (
+        isinstance(e, MemoryError)
+        or type(e).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in text
+        or "Out of memory" in text
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
