@@ -34,6 +34,49 @@ def guard_start_up() -> None:
     import core  # noqa: F401  (Keras imported now, its start-up log hidden, before the program imports it)
 
 
+def dispatch(
+    flag: str, default: str, programs: dict[str, str], argv: list[str] | None = None, keep_flag: bool = True
+) -> int:
+    """Run the program module that ``flag``'s value names (``programs``: value -> module) with ``argv``; the flag
+    stays in its arguments (``keep_flag``, when the program has it too) or is taken out. ``--help`` without the
+    flag describes the choice and where each program's own flags are listed. Returns the program's exit code."""
+    import importlib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    value, rest = _take(flag, argv)
+    if value is None and ("-h" in argv or "--help" in argv):
+        choices = "\n".join(f"  {flag} {v:<10} python -m {m}" for v, m in programs.items())
+        print(f"usage: {_prog()} [{flag} {{{','.join(programs)}}}] [flags of that program]\n\n{flag} picks the "
+              f"program (default {default}); each lists its own flags with --help:\n{choices}")  # fmt: skip
+        return 0
+    choice = default if value is None else value
+    if choice not in programs:
+        print(f"{_prog()}: error: argument {flag}: invalid choice: {choice!r} (choose from "
+              f"{', '.join(map(repr, programs))})", file=sys.stderr)  # fmt: skip
+        return 2
+    module = importlib.import_module(programs[choice])
+    return module.main(argv if keep_flag else rest)
+
+
+def _take(flag: str, argv: list[str]) -> tuple[str | None, list[str]]:
+    """``flag``'s value in ``argv`` (``--flag v`` or ``--flag=v``; the last one wins, as argparse) and the rest."""
+    value, rest, i = None, [], 0
+    while i < len(argv):
+        if argv[i] == flag and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith(flag + "="):
+            value = argv[i].split("=", 1)[1]
+        else:
+            rest.append(argv[i])
+        i += 1
+    return value, rest
+
+
+def _prog() -> str:
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "customloop"
+
+
 def not_a_command(module: str) -> int:
     """For ``python -m`` of a library module: one line naming the commands, code 2 (it would do nothing)."""
     print(f"{module}: not a command; run python3 -m examples.sum|gan|reinforce|ppo (--help)", file=sys.stderr)
@@ -49,8 +92,7 @@ def _start_up_failed(exc_type, exc, tb):
     if issubclass(exc_type, KeyboardInterrupt):
         _exit_at_once(None, None)
     if exc_type.__name__ == "StartupError" and exc_type.__module__ == "core.errors":
-        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "customloop"
-        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        print(f"{_prog()}: error: {exc}", file=sys.stderr, flush=True)
         os._exit(2)
     sys.__excepthook__(exc_type, exc, tb)
 
