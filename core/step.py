@@ -215,10 +215,10 @@ class StepFunctions:
         stacked = [{k: b.tensor_spec((None, *s.shape), s.dtype) for k, s in self.inputs.items()}]
         # Data parallel: each call runs the math on every replica and reduces the outputs (TensorFlow), or
         # is the math itself over global arrays (JAX).
-        self._train_one = p.wrap(self._train_math, "train") if p else self._train_math
-        self._train = b.compile_fn(self._train_one, mode, single, p)
-        self._test = b.compile_fn(p.wrap(self._test_math, "test") if p else self._test_math, mode, single, p)
-        self._grads = b.compile_fn(
+        self._one_step_on_devices = p.wrap(self._one_step_math, "train") if p else self._one_step_math
+        self._compiled_step = b.compile_fn(self._one_step_on_devices, mode, single, p)
+        self._compiled_test = b.compile_fn(p.wrap(self._test_math, "test") if p else self._test_math, mode, single, p)
+        self._compiled_gradients = b.compile_fn(
             p.wrap(self._gradients_math, "grads") if p else self._gradients_math, mode, single, p
         )
         self._signature = single
@@ -226,9 +226,9 @@ class StepFunctions:
         # The fused call takes the number of steps from the data; with no inputs the
         # count is a Python int, so each distinct count traces once.
         if self.inputs:
-            self._train_many = b.compile_fn(self._train_many_math, mode, stacked, p)
+            self._compiled_steps = b.compile_fn(self._many_steps_math, mode, stacked, p)
         else:
-            self._train_many = b.compile_fn(self._train_many_no_data, mode, None, p)
+            self._compiled_steps = b.compile_fn(self._many_steps_without_inputs, mode, None, p)
 
     # ----- the math of one step (backend-agnostic) -----
     def _group_grads(self, group: UpdateGroup, batch: dict):
@@ -309,7 +309,7 @@ class StepFunctions:
         _, logs = self._backend.scan(body, (), ops.arange(group.repeats, dtype="int32"), None, False)
         return {k: v[-1] for k, v in logs.items()}
 
-    def _train_math(self, batch: dict) -> dict:
+    def _one_step_math(self, batch: dict) -> dict:
         batch = self._with_derived(batch)
         logs: dict[str, Any] = {}
         for group in self.groups:
@@ -344,12 +344,12 @@ class StepFunctions:
             grads = {name: list(self._mechanics.mean_gradients(gs)) for name, gs in grads.items()}
         return grads
 
-    def _train_many_math(self, batches: dict) -> dict:
+    def _many_steps_math(self, batches: dict) -> dict:
         b = self._backend
-        return b.fused_loop(self._train_one, batches, b.leading_dim(batches), self.fused_unroll)
+        return b.fused_loop(self._one_step_on_devices, batches, b.leading_dim(batches), self.fused_unroll)
 
-    def _train_many_no_data(self, num_steps: int) -> dict:
-        return self._backend.fused_loop(self._train_one, {}, num_steps, self.fused_unroll)
+    def _many_steps_without_inputs(self, num_steps: int) -> dict:
+        return self._backend.fused_loop(self._one_step_on_devices, {}, num_steps, self.fused_unroll)
 
     # ----- public calls -----
     def _checked_inputs(self, batch: Mapping[str, Any] | None, leading: int = 0) -> dict:
@@ -390,7 +390,7 @@ class StepFunctions:
         """One forward + backward + update per group, in order; returns the logs."""
         self._require_groups()
         prepared = self._checked_inputs(batch)  # check before the first call traces anything
-        return self._floats(self._entry("_train")(prepared))
+        return self._floats(self._entry("_compiled_step")(prepared))
 
     def train_steps(
         self, batches: Mapping[str, Any] | None = None, num_steps: int | None = None
@@ -411,33 +411,33 @@ class StepFunctions:
                 raise InputError(f"num_steps={num_steps} but the batches hold {n} steps")
             if n < 1:
                 raise InputError("a fused call needs at least one step")
-            return self._numpy(self._train_many(prepared))
+            return self._numpy(self._compiled_steps(prepared))
         if batches:
             raise InputError("this step declares no inputs; pass num_steps only")
         if num_steps is None or num_steps < 1:
             raise InputError(f"num_steps must be a positive int, got {num_steps!r}")
-        return self._numpy(self._train_many(int(num_steps)))
+        return self._numpy(self._compiled_steps(int(num_steps)))
 
     def test_step(self, batch: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Forward only: each group's loss (and aux) plus ``outputs_fn``; no updates."""
         prepared = self._checked_inputs(batch)
-        return self._floats(self._entry("_test")(prepared))
+        return self._floats(self._entry("_compiled_test")(prepared))
 
     def gradients(self, batch: Mapping[str, Any] | None = None) -> dict[str, list[np.ndarray]]:
         """Each group's raw gradients at the current weights, without applying them."""
         self._require_groups()
         prepared = self._checked_inputs(batch)
-        grads = self._entry("_grads")(prepared)
+        grads = self._entry("_compiled_gradients")(prepared)
         return {name: [self._backend.to_numpy(g) for g in gs] for name, gs in grads.items()}
 
     def tracing_counts(self) -> dict[str, int | None]:
         """How often each compiled call has been traced (None in eager mode)."""
         tc = self._backend.tracing_count
         return {
-            "train_step": tc(self._train),
-            "train_steps": tc(self._train_many),
-            "test_step": tc(self._test),
-            "gradients": tc(self._grads),
+            "train_step": tc(self._compiled_step),
+            "train_steps": tc(self._compiled_steps),
+            "test_step": tc(self._compiled_test),
+            "gradients": tc(self._compiled_gradients),
         }
 
 

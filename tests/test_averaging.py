@@ -125,6 +125,6 @@ def test_jax_discovery_sees_the_averaged_variables_as_written():
     d = batches(2)
     step.train_step({k: v[0] for k, v in d.items()})
     step.train_steps(d)
-    for compiled in (step._train, step._train_many):
+    for compiled in (step._compiled_step, step._compiled_steps):
         written = {id(v) for v in compiled.written}
         assert all(id(v) in written for v in avg.weights)
