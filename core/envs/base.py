@@ -26,8 +26,14 @@ environment whose episode ended (terminated, or truncated at ``max_episode_steps
 
 ``seed`` is anything ``keras.random.uniform(seed=...)`` accepts; in practice a ``keras.random.SeedGenerator`` owned by
 the caller (its state is a Keras variable, so it checkpoints with the run). Each ``reset`` and each ``step`` draws
-from it exactly once. Actions are integers in ``[0, num_actions)``, shape ``(N,)``; out-of-range actions are not
-checked inside compiled code (``DeviceVectorEnv`` checks them on the host).
+from it exactly once.
+
+Actions: for a discrete env (``action_dim == 0``), integers in ``[0, num_actions)``, shape ``(N,)``; for a Box env
+(``continuous``: ``action_dim > 0``, ``num_actions == 0``), float32 vectors, shape ``(N, action_dim)``, whose
+gymnasium bounds are ``[action_low, action_high]`` in every component. A Box env accepts actions beyond the bounds
+and clips them itself, where gymnasium's env does (and uses the raw action where gymnasium's does, e.g. in
+MountainCarContinuous' reward). Nothing is checked inside compiled code (``DeviceVectorEnv`` checks actions on the
+host: range for discrete, shape and finiteness for Box).
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ class DeviceEnv:
     env_id: str = ""
     obs_dim: int = 0
     num_actions: int = 0
+    # Box actions: vectors of action_dim floats within [action_low, action_high]; action_dim 0 means discrete.
+    action_dim: int = 0
+    action_low: float | None = None
+    action_high: float | None = None
     max_episode_steps: int = 0
     reward_threshold: float | None = None
     state_dim: int = 0
@@ -60,6 +70,11 @@ class DeviceEnv:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env_id!r}, max_episode_steps={self.max_episode_steps})"
+
+    @property
+    def continuous(self) -> bool:
+        """Whether actions are Box vectors ``(N, action_dim)`` float32 rather than integers ``(N,)``."""
+        return self.action_dim > 0
 
     # Subclasses implement these two (and observe, unless the observation is the physics state itself).
     def _sample_physics(self, n: Any, seed: Any) -> Any:

@@ -1,7 +1,9 @@
 """``DeviceVectorEnv``: a :class:`~core.envs.base.DeviceEnv` behind gymnasium's vector-env API, NumPy in and out.
 
 For code written against gymnasium (``envs.reset(seed=...)``, ``envs.step(actions)``) and for tests that compare
-with gymnasium. Autoreset mode ``SAME_STEP``: the observation returned on the step an episode ends is already the
+with gymnasium. The spaces are gymnasium's own (``Discrete`` or ``Box``, batched). Box actions, shape
+``(num_envs, action_dim)``, are rounded to float32, and may lie beyond the bounds (the env clips them where
+gymnasium's does). Autoreset mode ``SAME_STEP``: the observation returned on the step an episode ends is already the
 next episode's first one; ``infos["final_obs"]`` (an object array, ``None`` where no episode ended, mask
 ``infos["_final_obs"]``) holds the final observation, as gymnasium's ``SyncVectorEnv(autoreset_mode=SAME_STEP)``
 does. Ended episodes also report ``infos["episode"] = {"r": returns, "l": lengths}`` with mask ``infos["_episode"]``
@@ -59,16 +61,26 @@ class DeviceVectorEnv(gymnasium.vector.VectorEnv):
         """One step of every env: ``(obs, rewards, terminations, truncations, infos)`` as NumPy arrays."""
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,) or not np.all((actions >= 0) & (actions < self.env.num_actions)):
-            raise ValueError(
-                f"actions must be {self.num_envs} integers in [0, {self.env.num_actions}), got {actions!r}"
-            )
-        self.state, transition = self.env.step(self.state, ops.convert_to_tensor(actions, "int32"), self.seed_generator)
+        self.state, transition = self.env.step(self.state, self._checked_actions(actions), self.seed_generator)
         tr = {k: ops.convert_to_numpy(v) for k, v in transition.items()}
         terminated = tr["terminated"] > 0.5
         truncated = tr["truncated"] > 0.5
         return tr["obs"], tr["reward"], terminated, truncated, self._infos(terminated | truncated, tr)
+
+    def _checked_actions(self, actions: Any) -> Any:
+        """The actions as a tensor, after the checks compiled code cannot make: int32 ``(N,)`` in range, or (Box)
+        float32 ``(N, action_dim)``, finite; Box actions beyond the bounds pass (the env clips them, as gymnasium's)."""
+        actions = np.asarray(actions)
+        if not self.env.continuous:
+            if actions.shape != (self.num_envs,) or not np.all((actions >= 0) & (actions < self.env.num_actions)):
+                raise ValueError(
+                    f"actions must be {self.num_envs} integers in [0, {self.env.num_actions}), got {actions!r}"
+                )
+            return ops.convert_to_tensor(actions, "int32")
+        shape = (self.num_envs, self.env.action_dim)
+        if actions.shape != shape or actions.dtype.kind not in "iuf" or not np.all(np.isfinite(actions)):
+            raise ValueError(f"actions must be finite numbers of shape {shape}, got {actions!r}")
+        return ops.convert_to_tensor(actions.astype(np.float32))
 
     def _infos(self, done: np.ndarray, tr: dict[str, np.ndarray]) -> dict[str, Any]:
         if not done.any():
