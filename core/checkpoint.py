@@ -16,8 +16,6 @@ import io
 import json
 import os
 import re
-import zipfile
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,13 +93,12 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any
         with data:
             arrays = {k: data[k] for k in data.files}
         meta = json.loads(str(arrays.pop(_META)))
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError, MemoryError, CheckpointError):
         raise
     except KeyError:
         raise CheckpointError(f"checkpoint {path} has no {_META} entry (not written by save_checkpoint)") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
+    except Exception as e:  # zipfile and NumPy raise many kinds on damaged bytes (NotImplementedError, RuntimeError,
+        # BadZipFile, zlib.error, EOFError, ValueError, OverflowError, ...): whatever they raise, the file is damaged
         raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({type(e).__name__}: {e})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {path}: {_META} is not a JSON object")

@@ -3,9 +3,12 @@
     if __name__ == "__main__":
         sys.exit(core.run_main(train, Config))
 
-Exit codes: 0 done (also after a first Ctrl-C, which saves and stops); 1 a non-finite value stopped the run (the
-last good checkpoint is kept); 2 bad input (a flag, a file or folder that cannot be read or written, memory that
-ran out for the sizes asked); 130 interrupted outright (a second Ctrl-C, or one outside training).
+Exit codes: 0 done; 1 a non-finite value stopped the run (the last good checkpoint is kept); 2 bad input (a flag, a
+file or folder that cannot be read or written, a full disk, memory that ran out for the sizes asked); 128 + the
+signal's number when a signal stopped the run (130 Ctrl-C's SIGINT, 143 a scheduler's SIGTERM, 129 SIGHUP): the
+shell's convention for "ended by that signal", whether the first one was handled (the run saved a checkpoint and
+can be resumed) or a second one aborted it. A scheduler or script tells "finished" (0) from "stopped early,
+resumable" (130/143) by the code alone.
 
 Only a command's entry point changes the process (signal handlers, the excepthook, exiting); importing core or an
 example changes nothing. Before the seconds-long import of Keras, a command guards its start-up with
@@ -24,6 +27,7 @@ from typing import Any, TypeVar
 from core.config import parse_config
 from core.device import enable_compilation_cache
 from core.errors import CheckpointError, InputError, NonFiniteLossError, StartupError, UsageError
+from core.runs import STOP_SIGNALS, forget_stop_signal, stop_signal
 
 C = TypeVar("C")
 
@@ -36,6 +40,7 @@ def run_main(
     ``programs``: the modules of sibling commands, so a flag given to the wrong one names the one that has it.
     """
     end_start_up_guard()
+    forget_stop_signal()
     prog = program_name()
     try:
         config = parse_config(cls, argv, programs)
@@ -49,10 +54,20 @@ def run_main(
         return 1
     except Exception as e:
         return bad_input(prog, e)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second stop signal, or one outside training
         print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return _exiting(128 + (stop_signal() or signal.SIGINT), argv)
+    stopped = stop_signal()
+    return _exiting(128 + stopped, argv) if stopped else 0
+
+
+def _exiting(code: int, argv: Sequence[str] | None) -> int:
+    """A stopped command (one that parsed the process's own arguments: ``argv`` None) has nothing left but the
+    interpreter's exit: one more signal must not turn the engines' exit handlers into a traceback."""
+    if argv is None and threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+    return code
 
 
 def run_script(main: Callable[[], Any]) -> int:

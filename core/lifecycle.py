@@ -19,17 +19,22 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
+import shlex
+import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import keras
 import numpy as np
 
 from core.config import arg
 from core.errors import NonFiniteLossError, UsageError
 from core.run_log import RunLogger, write_summary
-from core.runs import Checkpointer, GracefulInterrupt, assert_finite, rng_state, set_rng_state
+from core.runs import Checkpointer, FolderLock, GracefulInterrupt, assert_finite, rng_state, set_rng_state
 
 
 @dataclasses.dataclass
@@ -109,6 +114,7 @@ class Run:
         self.summary: dict[str, Any] = {}
         self._checkpointer = Checkpointer(self.out, objects) if self.out else None
         self._interrupt = GracefulInterrupt()
+        self._lock = FolderLock(self.out) if self.out and chief else _NoLock()
         self._seconds_before = 0.0
         self._start: float | None = None
         self._seconds: float | None = None  # frozen when training ends
@@ -135,21 +141,40 @@ class Run:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._interrupt.__exit__()
+        # The stop signals stay handled until the last checkpoint is written: a second one waits for the write.
         self._seconds = self.elapsed()
         try:
-            # A non-finite value or a second Ctrl-C mid-call: keep the last good checkpoint, write nothing new.
+            # A non-finite value or a second signal mid-call: keep the last good checkpoint, write nothing new.
             if exc_type is None and self.step > self._started_at:
-                self.save()
+                self._final_save()
             elif exc_type is not None and issubclass(exc_type, NonFiniteLossError):
-                self.write_summary({"stopped": f"non-finite: {exc}", "steps_done": self.step})
+                self._summary_if_it_fits({"stopped": f"non-finite: {exc}", "steps_done": self.step})
             elif exc_type is not None and issubclass(exc_type, Exception) and not self._refused_resume():
                 # A fault mid-run (a bug, a full disk): the last checkpoint stays the last good state, and the
                 # summary says where and why the run stopped instead of being missing.
-                error = " ".join(f"{exc_type.__name__}: {exc}".split())[:500]
-                self.write_summary({"stopped": f"error: {error}", "steps_done": self.step})
+                self._summary_if_it_fits({"stopped": f"error: {_error(exc)}", "steps_done": self.step})
         finally:
             self._close()
+
+    def _final_save(self) -> None:
+        """The last checkpoint; a run stopped by a signal says so (summary's ``stopped``) and how to continue."""
+        try:
+            self.save()
+        except OSError as e:  # a full or read-only disk: the summary may still fit (else the error line says it)
+            self._summary_if_it_fits({"stopped": f"error: {_error(e)}", "steps_done": self.step})
+            raise
+        if self.interrupted and self._interrupt.signal is not None:
+            name = signal.Signals(self._interrupt.signal).name
+            self.summary["stopped"] = name
+            if self.chief and self.out is not None:
+                print(f"stopped by {name} at {self.unit} {self.step}, checkpoint saved; continue with: "
+                      f"{resume_command()}", file=sys.stderr, flush=True)  # fmt: skip
+
+    def _summary_if_it_fits(self, figures: Mapping[str, Any]) -> None:
+        try:
+            self.write_summary(figures)
+        except OSError:
+            pass  # the disk is full or read-only: the error that stopped the run is reported on its own
 
     def _refused_resume(self) -> bool:
         """A resumed run that failed before its first step (an example's own check of the restored state, memory
@@ -160,8 +185,11 @@ class Run:
         self._interrupt.__exit__()
         if self.bar is not None:
             self.bar.close()
-        if self.logger is not None:
-            self.logger.close()
+        try:
+            if self.logger is not None:
+                self.logger.close()
+        finally:
+            self._lock.release()
 
     def _check_folder(self) -> None:
         if self.out is None:
@@ -172,11 +200,14 @@ class Run:
             raise UsageError(f"--out {self.out} is a file, not a folder")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
+            probe = self.out / f".write-test.{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
+            self._lock.acquire()  # one run at a time in a folder
         except OSError as e:
             raise UsageError(f"--out {self.out} is not a writable folder ({e.strerror or e})") from None
+        for stale in self.out.rglob(".*.tmp"):  # half-written files of a crashed run (core.run_log.atomic_write_bytes)
+            stale.unlink(missing_ok=True)
         # Only a checkpoint makes an earlier run: a summary alone is a run that stopped before its first one
         # (a fault, a non-finite loss at the start), with nothing to resume; a fresh run may take the folder.
         earlier = [p.name for p in (self._checkpointer.path, self.out / "summary.json") if p.exists()]
@@ -204,9 +235,20 @@ class Run:
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise UsageError(f"--resume: {ckpt.path} does not fit this run ({_one_line(e)})") from None
         self._check_same_config(saved)
+        self._check_same_backend(meta.get("backend"))
         print(f"resumed from {ckpt.path} at {self.unit} {self.step}")
         if self.step >= self.total:  # a finished run (runs may overshoot a budget by part of a call)
             print(f"nothing to train: {self.unit} {self.step} is at or past this run's end ({self.total})")
+
+    def _check_same_backend(self, saved: Any) -> None:
+        """A run continues on the engine it started on: the other one's kernels, random numbers and optimizer
+        arithmetic would make it neither run (checkpoints of older versions record no backend)."""
+        now = keras.backend.backend()
+        if saved is not None and saved != now:
+            raise UsageError(
+                f"--resume: {self._checkpointer.path} was written by a run on {saved}, this one runs on {now}; "
+                f"continue it with KERAS_BACKEND={saved}"
+            )
 
     def _check_same_config(self, saved: Any) -> None:
         if not isinstance(saved, Mapping):
@@ -289,8 +331,10 @@ class Run:
             "state": state,
             "rng": rng_state(self.rng) if self.rng is not None else None,
             "config": dataclasses.asdict(self.config),
+            "backend": keras.backend.backend(),
         }
-        path = self._checkpointer.save(meta)
+        with self._interrupt.deferred():  # a second signal waits for the write: never a half-written checkpoint
+            path = self._checkpointer.save(meta)
         self._saved_at = self.step
         return path
 
@@ -310,6 +354,29 @@ class Run:
         if self.out is not None and self.chief:
             write_summary(self.out, full)
         return full
+
+
+class _NoLock:
+    """A run without a folder of its own (no ``--out``, or not the chief process) locks nothing."""
+
+    def acquire(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+
+def resume_command() -> str:
+    """The command line that continues this process's run: its own arguments with ``--resume``."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    program = f"python3 -m {spec.name}" if spec is not None else f"python3 {sys.argv[0]}"
+    args = [shlex.quote(a) for a in sys.argv[1:]]
+    return " ".join([program, *args, *([] if "--resume" in sys.argv else ["--resume"])])
+
+
+def _error(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())[:500]
 
 
 def _means(values: Mapping[str, Any] | None) -> dict[str, float] | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ from tqdm.auto import tqdm
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    """Write to a temporary file in the same folder, then rename: never a half-written file. The file gets the
+    mode a plain ``open`` would give it (0666 less the umask: others on a shared machine can read results), not
+    the temporary file's 0600. A crashed write leaves a ``.NAME.*.tmp`` that the next run in the folder removes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,11 +28,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def strict_json(value: Any) -> Any:
@@ -53,16 +72,31 @@ def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any]) -> Pat
 
 
 class _TensorBoard:
-    """Scalars as TensorBoard event files; tensorboardX needs no TensorFlow, so any backend can log."""
+    """Scalars as TensorBoard event files through tensorboardX (no TensorFlow needed, so any backend can log).
 
-    def __init__(self, log_dir: Path):
-        from tensorboardX import SummaryWriter
+    Written in the training thread (tensorboardX's ``EventsWriter``), not by ``SummaryWriter``'s background
+    thread: a write that fails (a full disk) is an OSError where the run can report it, where the thread would
+    die and leave the next flush waiting forever. Flushed every ``flush_seconds`` and at the end.
+    """
 
-        self._writer = SummaryWriter(str(log_dir), flush_secs=10)
+    def __init__(self, log_dir: Path, flush_seconds: float = 10.0):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = EventsWriter(str(log_dir / "events"))
+        self._flush_seconds = flush_seconds
+        self._flushed = time.monotonic()
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        now = time.time()
         for key, value in values.items():
-            self._writer.add_scalar(key, value, step)
+            self._writer.write_event(Event(wall_time=now, step=int(step), summary=scalar(key, value)))
+        if time.monotonic() - self._flushed > self._flush_seconds:
+            self._writer.flush()
+            self._flushed = time.monotonic()
 
     def close(self) -> None:
         self._writer.close()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
+import signal
+import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.errors import NonFiniteLossError
+from core.errors import NonFiniteLossError, UsageError
 
 
 def assert_finite(logs: Mapping[str, Any], step: int) -> None:
@@ -54,44 +59,105 @@ class Checkpointer:
         return load_checkpoint(self.path, self.objects)
 
 
-class GracefulInterrupt:
-    """Turn the first Ctrl-C (SIGINT) into a flag the training loop checks between compiled calls.
+# The signals that stop a run gracefully: Ctrl-C, a scheduler's preemption (SLURM, Kubernetes), a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_last_stop: int | None = None  # the signal that last stopped a run in this process (core.cli's exit code)
 
-    The loop finishes the call in flight, saves a checkpoint and exits cleanly; a second Ctrl-C
-    interrupts at once. Outside the main thread (where signals cannot be caught) it does nothing.
+
+def stop_signal() -> int | None:
+    """The signal that stopped the last run of this process gracefully, or None."""
+    return _last_stop
+
+
+def forget_stop_signal() -> None:
+    global _last_stop
+    _last_stop = None
+
+
+class GracefulInterrupt:
+    """Turn the first stop signal (SIGINT, SIGTERM, SIGHUP) into a flag the training loop checks between calls.
+
+    The loop finishes the call in flight, saves a checkpoint and exits; a second signal interrupts at once
+    (KeyboardInterrupt), except while a checkpoint is being written (:meth:`deferred`), which it waits for.
+    ``signal`` says which stopped the run. Outside the main thread (where signals cannot be caught) it does
+    nothing.
 
         with GracefulInterrupt() as stop:
             while step < total and not stop.requested:
                 ...
     """
 
-    def __init__(
-        self, message: str | None = "interrupt: finishing this step, saving a checkpoint (Ctrl-C again to abort)"
-    ):
+    def __init__(self, message: str | None = "finishing this step, saving a checkpoint ({again} again to abort)"):
         self.message = message
         self.requested = False
-        self._previous = None
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._saving = self._abort_after_save = False
 
     def _handler(self, signum, frame):
+        global _last_stop
+        if self.requested and self._saving:  # abort once the write is complete (deferred)
+            self._abort_after_save = True
+            return
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signal, _last_stop = True, signum, signum
         if self.message:
-            import sys
+            name = signal.Signals(signum).name
+            again = "Ctrl-C" if signum == signal.SIGINT else name
+            print(f"\n{name}: {self.message.format(again=again)}", file=sys.stderr, flush=True)
 
-            print(f"\n{self.message}", file=sys.stderr, flush=True)
+    @contextlib.contextmanager
+    def deferred(self):
+        """A second stop signal during the block (a checkpoint being written) aborts only once the block is done.
+
+        A flag, not ``pthread_sigmask``: a process-directed signal goes to any thread that does not block it (the
+        engines run thread pools), and Python then runs the handler in the main thread wherever it is."""
+        self._saving, self._abort_after_save = True, False
+        try:
+            yield
+        finally:
+            self._saving = False
+        if self._abort_after_save:
+            raise KeyboardInterrupt
 
     def __enter__(self) -> GracefulInterrupt:
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous = {s: signal.signal(s, self._handler) for s in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        import signal
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous = {}
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+
+class FolderLock:
+    """An exclusive lock on a run folder (``DIR/.lock``, ``flock``) held while a run uses it: a second run started
+    on the same ``--out`` is refused with one line. The kernel drops the lock when its process ends, however it
+    ends, so a crashed or killed run never leaves the folder locked."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.path = self.folder / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UsageError(
+                f"--out {self.folder} is in use by another run (process {holder}); wait for it or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

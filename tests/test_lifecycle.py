@@ -144,24 +144,29 @@ def test_ctrl_c_during_start_up_is_one_clean_line(tmp_path):
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 @pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_during_training(tmp_path, presses):
+def test_a_stop_signal_during_training(tmp_path, presses, sig):
     proc = _sum_run(tmp_path)
     assert "stepping on" in proc.stdout.readline()
     time.sleep(1.5)
     for _ in range(presses):
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         time.sleep(0.05)
     stdout, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stderr, stderr
-    if presses == 1:  # finish the call in flight, save, write the summary, exit 0
-        assert proc.returncode == 0, stderr
+    if presses == 1:  # finish the call in flight, save, write the summary, name the resume command, exit 128 + n
+        assert proc.returncode == 128 + sig, stderr
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-        assert summary["interrupted"] is True and (tmp_path / "run" / "checkpoint.npz").exists()
-    else:  # the second press aborts at once (130), or lands after the run finished stopping (0, or SIGINT's -2
-        # once Python is shutting down): never a traceback, at most the two notices
-        assert proc.returncode in (0, 130, -signal.SIGINT), stderr
-        assert len([line for line in stderr.splitlines() if line.strip()]) <= 2, stderr
+        assert summary["interrupted"] is True and summary["stopped"] == sig.name
+        assert (tmp_path / "run" / "checkpoint.npz").exists()
+        assert f"continue with: python3 -m examples.sum --epochs 400 --out {tmp_path / 'run'} --resume" in stderr
+    else:  # the second signal aborts at once (128 + n), or lands after the run finished stopping (the same, or the
+        # signal's own death once Python is shutting down): never a traceback, at most the two notices
+        assert proc.returncode in (128 + sig, -sig), stderr
+        assert len([line for line in stderr.splitlines() if line.strip()]) <= 3, stderr
+        if (tmp_path / "run" / "checkpoint.npz").exists():  # a second signal never leaves a damaged checkpoint
+            core.load_checkpoint(tmp_path / "run" / "checkpoint.npz", {})
 
 
 def test_run_main_turns_keyboard_interrupt_into_one_line_and_130(capsys):

@@ -1,0 +1,257 @@
+"""What real clusters do to a run: preemption (SIGTERM at any moment), a second run on the same folder, full or
+read-only disks, half-written files, a damaged checkpoint, a resume under the other backend."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPO, checkpoint_weights, start_example
+
+import core
+from core import run_log
+
+
+@dataclass
+class Cfg(core.RunConfig):
+    """A config with the run flags only."""
+
+
+def objects():
+    return {"v": keras.Variable(np.arange(3, dtype="float32"), name="v")}
+
+
+def _train(out, total=4, every=2, **kw):
+    with core.Run(Cfg(out=str(out), **kw), objects(), total=total, checkpoint_every=every) as run:
+        while run.running:
+            run.advance(1, {"loss": 1.0})
+    return run
+
+
+# ----- preemption: SIGTERM at a random moment, then --resume to the end, equals an uninterrupted run -----
+
+
+def _sum(out, **kw):
+    from examples import sum as program
+
+    return program.train(program.Config(epochs=30, out=str(out), **kw))
+
+
+PREEMPTED = {"sum": _sum}  # example -> its train(out, resume=...) with a budget of a few seconds
+
+
+def sigterm_after(seconds: float) -> threading.Timer:
+    """SIGTERM to this process in ``seconds`` (a scheduler's preemption at that moment)."""
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("name", sorted(PREEMPTED))
+def test_sigterm_at_a_random_moment_then_resume_equals_the_uninterrupted_run(tmp_path, name):
+    train = PREEMPTED[name]
+    started = time.perf_counter()
+    train(tmp_path / "full")
+    seconds = time.perf_counter() - started
+    timer = sigterm_after(random.Random(name).uniform(0.05, 0.9) * seconds)  # mostly while training
+    first = train(tmp_path / "part")
+    timer.join()
+    if first["interrupted"]:
+        assert first["stopped"] == "SIGTERM" and core.runs.stop_signal() == signal.SIGTERM
+        train(tmp_path / "part", resume=True)
+    a, b = checkpoint_weights(tmp_path / "full"), checkpoint_weights(tmp_path / "part")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_sigterm_from_outside_saves_names_the_resume_command_and_exits_143(tmp_path):
+    proc = start_example("sum", "--epochs", "400", "--out", str(tmp_path))
+    assert "stepping on" in proc.stdout.readline()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+    assert f"continue with: python3 -m examples.sum --epochs 400 --out {tmp_path} --resume" in stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["stopped"] == "SIGTERM"
+
+
+def test_a_second_signal_while_the_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch):
+    """The write runs with the stop signals held: a signal sent during it is delivered after, so the checkpoint
+    on disk is whole (the second signal then aborts as it should)."""
+    written = []
+
+    def slow_save(self, meta):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-write
+        time.sleep(0.05)
+        written.append(core.save_checkpoint(self.path, self.objects, meta))
+        return written[-1]
+
+    monkeypatch.setattr(core.Checkpointer, "save", slow_save)
+    with pytest.raises(KeyboardInterrupt):  # the deferred second signal, after the write
+        with core.Run(Cfg(out=str(tmp_path)), objects(), total=4) as run:
+            run._interrupt._handler(signal.SIGTERM, None)  # the first signal: stop after this call
+            run.advance(1, {"loss": 1.0})
+    assert written and core.load_checkpoint(written[0], objects())["step"] == 1
+    assert core.runs.stop_signal() == signal.SIGTERM
+
+
+# ----- one run per folder -----
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    with core.Run(Cfg(out=str(tmp_path)), objects(), total=2):
+        for resume in (False, True):
+            with pytest.raises(core.UsageError, match="in use by another run \\(process \\d+\\)"):
+                core.Run(Cfg(out=str(tmp_path), resume=resume), objects(), total=2).__enter__()
+    _train(tmp_path / "next")  # and the lock goes with the run
+
+
+def test_a_killed_run_leaves_no_stuck_lock(tmp_path):
+    holder = (  # what FolderLock does, without importing Keras
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1] + '/.lock', os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); print(1, flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout.readline().strip() == b"1"
+    with pytest.raises(core.UsageError, match=f"process {proc.pid}"):
+        core.runs.FolderLock(tmp_path).acquire()
+    proc.kill()
+    proc.wait()
+    lock = core.runs.FolderLock(tmp_path)
+    lock.acquire()  # the kernel dropped the dead process's lock
+    lock.release()
+
+
+# ----- storage faults -----
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=["full disk", "read-only"])
+def test_a_storage_fault_at_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, code):
+    _train(tmp_path, total=2)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(core.checkpoint, "atomic_write_bytes", fail)
+    with pytest.raises(OSError):
+        _train(tmp_path, total=6, resume=True)
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before  # intact ...
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stopped"].startswith("error: OSError") and os.strerror(code) in summary["stopped"]
+    monkeypatch.undo()
+    assert _train(tmp_path, total=6, resume=True).step == 6  # ... and still resumable
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_at_the_final_checkpoint_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    def train(config):
+        monkeypatch.setattr(core.checkpoint, "atomic_write_bytes", _disk_full)  # the summary still fits
+        with core.Run(config, objects(), total=3) as run:
+            run.advance(3, {"loss": 1.0})
+
+    assert core.run_main(train, Cfg, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert "No space left on device" in json.loads((tmp_path / "summary.json").read_text())["stopped"]
+
+
+def test_when_nothing_fits_the_error_line_is_all_that_is_left(tmp_path, monkeypatch, capsys):
+    def train(config):
+        monkeypatch.setattr(run_log, "atomic_write_bytes", _disk_full)
+        monkeypatch.setattr(core.checkpoint, "atomic_write_bytes", _disk_full)
+        with core.Run(config, objects(), total=3) as run:
+            run.advance(3, {"loss": 1.0})
+
+    assert core.run_main(train, Cfg, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+
+
+def test_half_written_files_of_a_crashed_run_are_removed_by_the_next(tmp_path):
+    _train(tmp_path, total=2)
+    stale = [tmp_path / ".checkpoint.npz.x1y2.tmp", tmp_path / "grids" / ".epoch_1.png.a.tmp"]
+    for path in stale:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half")
+    _train(tmp_path, total=4, resume=True)
+    assert not any(p.exists() for p in stale)
+
+
+def test_output_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        run_log._umask.cache_clear()
+        _train(tmp_path, total=2).write_summary({})
+        for name in ("checkpoint.npz", "summary.json"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    finally:
+        os.umask(previous)
+        run_log._umask.cache_clear()
+
+
+def test_tensorboard_on_a_full_disk_is_an_error_not_a_hang(tmp_path):
+    logger = core.RunLogger(tmp_path)
+    logger.tb._writer._py_recordio_writer._writer = open("/dev/full", "wb")  # noqa: SIM115  (the disk fills up)
+    done = []
+
+    def log_and_close():
+        with pytest.raises(OSError, match="No space left"):
+            for step in range(10_000):  # past any buffer
+                logger.scalars(step, {"loss": 1.0})
+            logger.close()
+        done.append(True)
+
+    thread = threading.Thread(target=log_and_close, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert done, "the TensorBoard writer hung on a full disk"
+
+
+# ----- damaged checkpoints and the other backend -----
+
+
+def test_every_single_byte_change_of_a_checkpoint_is_caught_or_harmless(tmp_path):
+    """A class, not a list: change each byte of a small checkpoint in turn; loading it either raises
+    CheckpointError (one line) or gives back exactly what was saved (a byte the format does not read)."""
+    path = core.save_checkpoint(tmp_path / "c.npz", objects(), {"step": 1})
+    data = path.read_bytes()
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        target = objects()
+        try:
+            meta = core.load_checkpoint(path, target)
+        except core.CheckpointError:
+            continue
+        assert meta == {"step": 1}, i
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(target["v"].value), [0, 1, 2], err_msg=str(i))
+
+
+def test_a_resume_under_the_other_backend_is_refused_naming_both(tmp_path):
+    _train(tmp_path, total=2)
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    arrays = dict(np.load(tmp_path / "checkpoint.npz"))
+    meta = json.loads(str(arrays["__meta__"]))
+    arrays["__meta__"] = np.array(json.dumps({**meta, "backend": other}))
+    np.savez(tmp_path / "checkpoint.npz", **arrays)
+    with pytest.raises(core.UsageError, match=f"written by a run on {other}, this one runs on "):
+        _train(tmp_path, total=4, resume=True)
