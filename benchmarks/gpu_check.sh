@@ -42,8 +42,8 @@ mnist=${MNIST_DIR:-../shared/data/mnist}
 runs=(
   "sum|--epochs 5 --steps-per-call 100|summary['epochs'] * 100"
   "gan|--steps 3000|summary['steps']"
-  "reinforce|--max-env-steps 100000 --eval-episodes 1|summary['env_steps']"
-  "reinforce|--env-backend gymnasium --max-env-steps 30000 --eval-episodes 1|summary['env_steps']"
+  "ppo|--max-env-steps 100000 --eval-episodes 1|summary['env_steps']"
+  "ppo|--env-backend gymnasium --max-env-steps 30000 --eval-episodes 1|summary['env_steps']"
 )
 # The image GAN runs once, on the GPU only, in its own section below (on a CPU one epoch on JAX alone outlasts
 # a row's time limit: XLA's CPU convolutions).

@@ -6,11 +6,11 @@ python -m benchmarks.policy_gradient paths                       # time to solve
 python -m benchmarks.policy_gradient throughput                  # env steps/s, 4,096 device envs vs gymnasium
 python -m benchmarks.policy_gradient seeds -- --algo reinforce   # agent flags after --
 
-Each (backend, seed) run is a fresh ``python -m examples.reinforce`` process with KERAS_BACKEND set, as a
-user's run is; backends alternate seed by seed so a shared machine's load falls on both alike. Wall seconds
-count from the start of training (tracing and compiling included) to the update after which the 100-episode
-mean return reaches the threshold. On JAX the examples keep compiled programs in a persistent cache
-(``core.enable_compilation_cache``): the first process compiles, later ones (any seed) load the programs.
+Each (backend, seed) run is a fresh ``python -m examples.reinforce`` process (PPO, or the program its ``--algo``
+names) with KERAS_BACKEND set, as a user's run is; backends alternate seed by seed so a shared machine's load
+falls on both alike. Wall seconds count from the start of training (tracing and compiling included) to the update
+after which the 100-episode mean return reaches the threshold. On JAX the examples keep compiled programs in a
+persistent cache (``core.enable_compilation_cache``): the first process compiles, later ones (any seed) load them.
 The PPO defaults were tuned on seeds 1000-1023 (CartPole-v1) and 1000-1005 (Acrobot-v1); the seeds reported
 here start at 2000 (CartPole) and 3000 (Acrobot) and were never used for tuning.
 """
@@ -27,7 +27,6 @@ import tempfile
 from pathlib import Path
 
 import core
-from examples.reinforce import DEVICE_PPO_ONLY
 
 REPO = Path(__file__).resolve().parents[1]
 TUNING_SEEDS = {"CartPole-v1": "1000-1023", "Acrobot-v1": "1000-1005"}
@@ -105,21 +104,6 @@ def verdicts(args: argparse.Namespace, backend: str, results: list[dict]) -> Non
             )
 
 
-def without_device_flags(argv: list[str]) -> list[str]:
-    """The agent flags for the gymnasium path: those of device PPO only (``--train-on 0``, ``--greedy-envs=4``)
-    dropped, which the example would refuse there."""
-    device_only = {"--" + name.replace("_", "-") for name in DEVICE_PPO_ONLY}
-    kept, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-        elif token.split("=")[0] in device_only:
-            skip = "=" not in token  # --flag value: drop the value too
-        else:
-            kept.append(token)
-    return kept
-
-
 def paths(args: argparse.Namespace, agent_args: list[str]) -> None:
     """Time to solve with the defaults, on the device environment and on gymnasium's, per backend."""
     seeds_ = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -129,9 +113,8 @@ def paths(args: argparse.Namespace, agent_args: list[str]) -> None:
                 got = []
                 for seed in seeds_:
                     run = ["--seed", str(seed), "--env-backend", path, "--max-env-steps", str(args.budget)]
-                    flags = agent_args if path == "device" else without_device_flags(agent_args)
-                    out = Path(tmp) / f"{backend}-{path}-{seed}"
-                    s = run_example(backend, [*run, "--eval-episodes", "0", *flags], out)
+                    out = Path(tmp) / f"{backend}-{path}-{seed}"  # (the device path's flags do nothing on gymnasium)
+                    s = run_example(backend, [*run, "--eval-episodes", "0", *agent_args], out)
                     got.append(s)
                 walls = [s["wall_seconds_to_solve"] or float("inf") for s in got]
                 rates = [s["env_steps_per_second"] for s in got]
@@ -166,12 +149,11 @@ def measure_throughput(epochs: int, num_envs: int = 4096, calls: int = 3) -> Non
     import time
 
     import core
-    from examples import reinforce
-    from examples.ppo import PPO
-    from examples.reinforce_env import RolloutCollector, make_same_step_env
+    from examples.ppo import PPO, Config
+    from examples.rl_env import RolloutCollector, make_same_step_env
 
     core.seed_everything(0)
-    cfg = reinforce.resolved(reinforce.Config(num_envs=num_envs, iterations_per_call=1, epochs=epochs))
+    cfg = Config(num_envs=num_envs, iterations_per_call=1, epochs=epochs)
     dev = core.make_device_env("CartPole-v1")
     agent = PPO(cfg, dev.obs_dim, dev.num_actions, dev)
     agent.step.train_steps(num_steps=1)  # compile
@@ -180,7 +162,7 @@ def measure_throughput(epochs: int, num_envs: int = 4096, calls: int = 3) -> Non
         agent.step.train_steps(num_steps=1)
     device = calls * num_envs * cfg.rollout_steps / (time.perf_counter() - t0)
 
-    gcfg = reinforce.resolved(reinforce.Config(env_backend="gymnasium", epochs=epochs))
+    gcfg = Config(env_backend="gymnasium", epochs=epochs)
     env, info = make_same_step_env("CartPole-v1", gcfg.num_envs)
     host = PPO(gcfg, info.obs_dim, info.num_actions)
     collector = RolloutCollector(env, info, host.act, seed=0)

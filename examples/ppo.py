@@ -1,32 +1,163 @@
-"""PPO: clipped policy updates on GAE advantages, epochs of shuffled minibatches, all inside one compiled call.
+"""PPO: clipped policy updates on GAE advantages, epochs of minibatches, for discrete-action environments.
 
-One train step of ``core.make_step`` is one PPO iteration:
+    python -m examples.ppo --out runs/cartpole                       # CartPole-v1 stepped on the device
+    python -m examples.ppo --env Acrobot-v1 --out runs/acrobot
+    python -m examples.ppo --env-backend gymnasium --out runs/cartpole-gym
+    python -m examples.ppo --env-backend gymnasium --env LunarLander-v3 --out runs/lander   # needs box2d
 
-1. ``prepare`` (once, outside every gradient): the rollout -- T steps of N environments, run inside the
-   call on a device environment (``core.envs``), or handed in as inputs from gymnasium -- then the old
-   log-probabilities, the values, GAE(lambda) advantages and returns, and a fresh shuffled minibatch order
-   for every epoch;
-2. the ``policy`` group: epochs x minibatches clipped-surrogate updates, with its own optimizer;
-3. the ``value`` group: as many value-regression updates, with its own optimizer.
+(``python -m examples.reinforce`` runs this program too; ``--algo reinforce`` there runs examples.reinforce_mc.)
 
-``train_steps(num_steps=K)`` fuses K iterations into one call; only losses and episode statistics come back.
+One algorithm, two sources of rollouts: a device environment (``core.envs``: CartPole-v1, Acrobot-v1,
+MountainCar-v0) stepped inside the compiled call, or any discrete gymnasium environment stepped on the host
+(``--env-backend``). One train step of ``core.make_step`` is one PPO iteration:
+
+1. ``prepare`` (once, outside every gradient): the rollout -- T steps of N environments, run inside the call on
+   the device, or handed in as inputs from gymnasium -- then the old log-probabilities, the values, GAE(lambda)
+   advantages and returns, and a fresh shuffled minibatch order for every epoch;
+2. the ``policy`` group: epochs x minibatches clipped-surrogate updates, with its own Adam;
+3. the ``value`` group: as many value-regression updates, with its own Adam.
+
+Greedy evaluation and the GIF run on gymnasium's own environment at the end (examples/rl_run.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+if __name__ == "__main__":  # before the imports below, which take seconds (examples/command.py)
+    from examples.command import guard_start_up
+
+    guard_start_up()
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import numpy as np
 from keras import ops
 
 import core
+from examples import PROGRAMS
 from examples.rl_common import log_probs, mlp, sample_actions
+from examples.rl_env import RolloutCollector, make_same_step_env
+from examples.rl_run import (
+    Scoreboard,
+    check_gif_copy,
+    check_sizes,
+    defaults_of_old_checkpoints,
+    finish,
+    gymnasium_seed,
+    open_run,
+    report,
+)
 
+GREEDY_WINDOW = 16  # completed greedy-monitor episodes whose mean the stop rule checks (docs/reinforce.md)
+REPORT_ITERATIONS = 4  # device path: iterations per TensorBoard write
 # What the device path sends back to the host besides the losses: episode statistics and the non-finite guard.
 EPISODE_KEYS = ("ended", "episode_return", "obs_max", "greedy_ended", "greedy_return")
+# Flags a resumed run may change: its budget and stop rule, the final evaluation and GIF, checkpoint cadence, and
+# how many iterations one compiled call runs.
+RESUME_MAY_CHANGE = (
+    "max_env_steps", "target_return", "train_on", "eval_episodes", "gif", "gif_copy", "checkpoint_every",
+    "iterations_per_call",
+)  # fmt: skip
 
 
+@dataclass
+class Config(core.RunConfig):
+    """Train a PPO agent on a discrete-action environment, on the device or on gymnasium."""
+
+    env: str = "CartPole-v1"
+    """environment id (discrete actions, flat Box observations); any gymnasium id on the gymnasium backend"""
+    env_backend: Literal["auto", "device", "gymnasium"] = "auto"
+    """device: environments written in keras.ops, stepped inside the compiled call (CartPole-v1, Acrobot-v1,
+    MountainCar-v0); gymnasium: NumPy environments on the host; auto: device where there is one"""
+    num_envs: int = core.arg(8, min=1, max=65_536)
+    """environments stepped together"""
+    rollout_steps: int = core.arg(32, min=1, max=100_000)
+    """steps of every environment per iteration"""
+    iterations_per_call: int = core.arg(1, min=1, max=10_000)
+    """device path: rollout + update iterations fused into one compiled call (1: the single-iteration program,
+    which TensorFlow traces in half the time of the fused loop)"""
+    gamma: float = core.arg(0.98, above=0, max=1)
+    """discount of the returns"""
+    gae_lambda: float = core.arg(0.8, min=0, max=1)
+    """GAE lambda (1: Monte-Carlo returns bootstrapped at the rollout's end; 0: one-step TD)"""
+    epochs: int = core.arg(10, min=1, max=1000)
+    """passes over each rollout"""
+    minibatches: int = core.arg(1, min=1, max=100_000)
+    """minibatches per epoch (each num_envs * rollout_steps / minibatches transitions)"""
+    clip_coef: float = core.arg(0.2, above=0, max=10)
+    """clip the probability ratio to [1 - c, 1 + c]"""
+    entropy_coef: float = core.arg(0.0, min=0, max=100)
+    """weight of the entropy bonus in the policy loss"""
+    lr: float = core.arg(0.003, above=0, max=10)
+    """Adam learning rate of both networks (each has its own Adam)"""
+    anneal_lr: bool = False
+    """decay the learning rates linearly to 0 over --max-env-steps"""
+    clip_norm: float = core.arg(0.5, min=0)
+    """clip each network's gradient to this global norm (0: no clipping)"""
+    hidden: int = core.arg(64, min=1, max=8192)
+    """units of each of the two hidden layers of both networks"""
+    max_env_steps: int = core.arg(500_000, min=1, max=10**12)
+    """bound on the run, in environment transitions (device path: rounded up to whole calls)"""
+    target_return: float | None = core.arg(None, infinite=True)
+    """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold;
+    inf: never, train for the whole --max-env-steps)"""
+    greedy_envs: int = core.arg(8, min=0, max=65_536)
+    """device path: extra environments stepped in the same rollout with the argmax action (never learned from);
+    the run stops only once the mean of their last 16 episodes also reaches the target (0: off)"""
+    train_on: int = core.arg(30_000, min=0)
+    """device path: env steps to keep training after the stop rule first holds, the learning rates falling
+    linearly to 0 (the solve is still dated to that moment); a policy just at the threshold can have a greedy
+    version that sticks now and then"""
+    eval_episodes: int = core.arg(100, min=0, max=10_000)
+    """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip);
+    100, as in the definition of the environments' reward thresholds (a 100-episode mean)"""
+    gif: bool = True
+    """save one greedy episode as out/episode.gif (classic-control rendering needs pygame-ce)"""
+    gif_copy: str | None = None
+    """also copy the GIF there (the README's assets come from this)"""
+    checkpoint_every: int = core.arg(50_000, min=1)
+    """environment steps between checkpoints (with --out)"""
+    mode: Literal["eager", "graph", "xla"] = "graph"
+    """how calls are compiled: eager, graph (tf.function; jax.jit on JAX) or xla (jit_compile); graph by default:
+    TensorFlow's XLA compile of the whole iteration costs more than it saves"""
+
+    def validate(self) -> None:
+        if self.gif_copy:
+            check_gif_copy(self.gif_copy, self.gif, self.out)
+        backend = env_backend(self.env, self.env_backend)  # one line naming the device environments if none
+        if self.num_envs * self.rollout_steps < self.minibatches:
+            raise core.UsageError(
+                f"--minibatches {self.minibatches} exceeds the {self.num_envs * self.rollout_steps} "
+                "transitions of a rollout (--num-envs x --rollout-steps)"
+            )
+        monitors = self.greedy_envs if backend == "device" else 0
+        check_sizes(self.num_envs, self.rollout_steps, backend == "gymnasium", monitors)
+
+
+def env_backend(env: str, choice: str) -> str:
+    """Where ``--env`` is stepped: ``device`` or ``gymnasium`` (``auto``: device where there is a device version
+    with discrete actions, the ones this policy samples; Box-action ones such as Pendulum-v1 are not)."""
+    ids = [i for i in core.DEVICE_ENV_IDS if not core.make_device_env(i).continuous]
+    if choice == "device" and env not in ids:
+        raise core.UsageError(
+            f"--env-backend device: no discrete-action device version of {env!r}; there is one of "
+            f"{', '.join(sorted(ids))}"
+        )
+    if choice == "auto":
+        return "device" if env in ids else "gymnasium"
+    return choice
+
+
+def resolved_flags(config: dict) -> dict:
+    """What a saved config's flags stand for on resume: ``--env-backend auto`` resolved (and the Nones of a
+    checkpoint from before the split)."""
+    backend = env_backend(config["env"], config["env_backend"])
+    return {**defaults_of_old_checkpoints(Config, config), "env_backend": backend}
+
+
+# ----- the math (keras.ops only) -----
 def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
     """GAE(lambda) advantages and returns along axis 0 of (T, N) tensors.
 
@@ -61,10 +192,11 @@ def normalize(x):
     return (x - ops.mean(x)) / (ops.std(x) + 1e-8)
 
 
+# ----- the agent -----
 class PPO:
     """Policy and value networks, their optimizers and the compiled iteration, on a device env or on inputs."""
 
-    def __init__(self, cfg: Any, obs_dim: int, num_actions: int, env: Any = None):
+    def __init__(self, cfg: Config, obs_dim: int, num_actions: int, env: core.DeviceEnv | None = None):
         self.cfg, self.env = cfg, env
         self.T, self.N, self.obs_dim = cfg.rollout_steps, cfg.num_envs, obs_dim
         # Greedy monitors: extra device environments acting with the argmax action, never learned from.
@@ -74,20 +206,14 @@ class PPO:
         self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
         self.seed_gen = keras.random.SeedGenerator(cfg.seed)
         self.policy_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
-        self.value_opt = keras.optimizers.Adam(self._schedule(cfg.value_lr), epsilon=1e-5)
+        self.value_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
-        if cfg.shared_optimizer:
-            variables = self.policy.trainable_variables + self.value.trainable_variables
-            groups = [core.UpdateGroup("ppo", self.joint_loss, variables, self.policy_opt, clip,
-                                       repeats=self.updates, repeat_key="update")]  # fmt: skip
-        else:
-            value_clip = core.clip_by_global_norm(cfg.value_clip_norm) if cfg.value_clip_norm else None
-            groups = [
-                core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
-                                 repeats=self.updates, repeat_key="update"),
-                core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, value_clip,
-                                 repeats=self.updates, repeat_key="update"),
-            ]  # fmt: skip
+        groups = [
+            core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
+                             repeats=self.updates, repeat_key="update"),
+            core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, clip,
+                             repeats=self.updates, repeat_key="update"),
+        ]  # fmt: skip
         inputs = None
         if env is not None:  # the environments' state lives in variables, so it is checkpointed and resumed
             # One batch of N + G environments, the monitors last: Keras' random draws and the policy's rows are
@@ -106,11 +232,11 @@ class PPO:
         self.greedy = core.make_forward(self._greedy, obs_spec, cfg.mode)
 
     def scale_learning_rates(self, fraction: float) -> None:
-        """Both optimizers at ``fraction`` of their configured rate (a variable: no retrace); with --anneal-lr the
+        """Both optimizers at ``fraction`` of the configured rate (a variable: no retrace); with --anneal-lr the
         schedule owns the rate and this does nothing."""
         if not self.cfg.anneal_lr:
             self.policy_opt.learning_rate = self.cfg.lr * fraction
-            self.value_opt.learning_rate = self.cfg.value_lr * fraction
+            self.value_opt.learning_rate = self.cfg.lr * fraction
 
     def _schedule(self, lr: float):
         """Constant, or (``--anneal-lr``) linear to 0 over ``--max-env-steps``, counted in optimizer updates."""
@@ -193,15 +319,12 @@ class PPO:
                 ops.stack([o[: size * cfg.minibatches] for o in orders]), (self.updates, size)
             )
         prepared.update(
-            {
-                "b_obs": obs,
-                "b_actions": actions,
-                "b_logp": log_probs(logits, actions),
-                "b_values": flat(values),
-                # One minibatch: standardising here is what every update would do, done once.
-                "b_advantages": flat(advantages) if cfg.minibatches > 1 else normalize(flat(advantages)),
-                "b_returns": flat(returns),
-            }
+            b_obs=obs,
+            b_actions=actions,
+            b_logp=log_probs(logits, actions),
+            # One minibatch: standardising here is what every update would do, done once.
+            b_advantages=flat(advantages) if cfg.minibatches > 1 else normalize(flat(advantages)),
+            b_returns=flat(returns),
         )
         if self.env is not None:  # what the host needs for the bar and the stop rule, and the non-finite guard
             ended = ops.maximum(traj["terminated"], traj["truncated"])
@@ -235,19 +358,8 @@ class PPO:
         return pg_loss - self.cfg.entropy_coef * entropy, aux
 
     def value_loss(self, batch: dict):
-        obs, returns, old = self._minibatch(batch, "b_obs", "b_returns", "b_values")
-        v = self.value(obs)[:, 0]
-        loss = ops.square(v - returns)
-        if self.cfg.value_clip:  # PPO's optional value clipping: no step moves V further than this from its old value
-            clipped = old + ops.clip(v - old, -self.cfg.value_clip, self.cfg.value_clip)
-            loss = ops.maximum(loss, ops.square(clipped - returns))
-        return 0.5 * ops.mean(loss)
-
-    def joint_loss(self, batch: dict):
-        """Both losses on one minibatch, for one shared optimizer (value loss weighted by --value-coef)."""
-        policy, aux = self.policy_loss(batch)
-        value = self.value_loss(batch)
-        return policy + self.cfg.value_coef * value, {**aux, "value/loss": value}
+        obs, returns = self._minibatch(batch, "b_obs", "b_returns")
+        return 0.5 * ops.mean(ops.square(self.value(obs)[:, 0] - returns))
 
     def iterate(self, k: int) -> dict:
         """K device iterations; each log an array with one value per iteration.
@@ -268,3 +380,88 @@ class PPO:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.sample({"obs": np.asarray(obs, np.float32)})
+
+
+# ----- training -----
+def train(config: Config) -> dict:
+    """Train until solved (and trained on) or ``--max-env-steps``; evaluate on gymnasium; return the summary."""
+    core.seed_everything(config.seed)
+    print(f"stepping on {core.describe_device()}")
+    if env_backend(config.env, config.env_backend) == "device":
+        return train_on_device(config)
+    return train_on_gymnasium(config)
+
+
+def train_on_device(cfg: Config) -> dict:
+    """Rollouts, advantages and updates inside one compiled call; only episode statistics come back."""
+    env = core.make_device_env(cfg.env)
+    agent = PPO(cfg, env.obs_dim, env.num_actions, env)
+    target = cfg.target_return if cfg.target_return is not None else env.reward_threshold
+    per_iteration = cfg.rollout_steps * cfg.num_envs
+    print(
+        f"{env.env_id} on the device: {cfg.num_envs} envs x {cfg.rollout_steps} steps per iteration, "
+        f"{cfg.iterations_per_call} iterations per call, target mean return {target}"
+    )
+    if agent.G:
+        print(
+            f"{agent.G} greedy monitor envs (argmax, not learned from): the run also needs the mean of their last "
+            f"{GREEDY_WINDOW} episodes to reach the target"
+        )
+    run = open_run(cfg, agent, f"{env.env_id} (device)", RESUME_MAY_CHANGE, resolved_flags)
+    pending: list[dict] = []  # logs not yet written to TensorBoard
+    with run:
+        board = Scoreboard(run, target, GREEDY_WINDOW if agent.G else 0)
+        while run.running and not board.done(run.step, cfg.train_on):
+            k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
+            # After the solve the learning rates fall linearly to 0 over --train-on: the policy settles instead of
+            # drifting at full rate (measured: one policy fell from -84 to -109 greedy while training on).
+            if board.solved:  # before the solve the rates stay as configured: no assign per iteration
+                agent.scale_learning_rates(board.train_on_left(run.step, cfg.train_on))
+            logs = agent.iterate(k)
+            for i in range(k):  # in order, so the solve is dated to its iteration
+                ended = logs["episode_return"][i][logs["ended"][i] > 0]
+                greedy = logs["greedy_return"][i][logs["greedy_ended"][i] > 0] if agent.G else ()
+                board.add(ended, run.step + (i + 1) * per_iteration, greedy)
+            run.state["updates"] += k
+            run.state["greedy_env_steps"] += k * cfg.rollout_steps * agent.G
+            episode_keys = ("episode_return", "ended", "greedy_return", "greedy_ended")
+            scalars = {key: v for key, v in logs.items() if key not in episode_keys}
+            run.advance(k * per_iteration, scalars, show={"mean_return_100": board.mean or 0.0, **scalars})
+            pending.append(scalars)
+            # TensorBoard every REPORT_ITERATIONS iterations, their mean: a write of a dozen scalars costs about a
+            # millisecond, a tenth of an iteration on the CPU (measured).
+            if len(pending) * k >= REPORT_ITERATIONS or board.done(run.step, cfg.train_on) or not run.running:
+                report(run, board, {key: np.concatenate([p[key] for p in pending]) for key in scalars})
+                pending.clear()
+    return finish(run, board, agent, target, algo="ppo", env_backend="device", greedy_envs=cfg.greedy_envs)
+
+
+def train_on_gymnasium(cfg: Config) -> dict:
+    """Any discrete gymnasium environment: the host collects each rollout, one compiled call learns from it."""
+    env, info = make_same_step_env(cfg.env, cfg.num_envs)
+    agent = PPO(cfg, info.obs_dim, info.num_actions)
+    target = cfg.target_return if cfg.target_return is not None else info.reward_threshold
+    print(f"{info.env_id} on gymnasium: {cfg.num_envs} envs x {cfg.rollout_steps} steps, target {target}")
+    run = open_run(cfg, agent, info.env_id, RESUME_MAY_CHANGE, resolved_flags)
+    try:
+        with run:
+            board = Scoreboard(run, target)
+            collector = RolloutCollector(env, info, agent.act, seed=gymnasium_seed(run))
+            while run.running and not board.solved:
+                batch, returns, _ = collector.collect(cfg.rollout_steps)
+                board.add(returns, run.step + cfg.rollout_steps * cfg.num_envs)
+                logs = agent.step.train_step(batch)
+                run.state["updates"] += 1
+                run.advance(cfg.rollout_steps * cfg.num_envs, logs, show={"mean_return_100": board.mean or 0.0, **logs})
+                report(run, board, logs)
+    finally:
+        env.close()
+    return finish(run, board, agent, target, algo="ppo", env_backend="gymnasium")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return core.run_main(train, Config, argv, PROGRAMS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,21 +1,121 @@
-"""REINFORCE (Monte-Carlo policy gradient) with a learned value baseline: the returns of whole episodes.
+"""REINFORCE: Monte-Carlo policy gradient on the returns of whole episodes, with a learned value baseline.
 
-Two update groups in one ``core.make_step``: the policy (its own optimizer, gradient clipping, entropy bonus)
-and the value baseline (its own optimizer and clipping). The host collects whole episodes from gymnasium
-(``examples.reinforce_env``); each train call gets every episode finished since the last one.
+    python -m examples.reinforce_mc --out runs/reinforce                     # CartPole-v1 on gymnasium
+    python -m examples.reinforce_mc --env Acrobot-v1 --out runs/reinforce-acrobot
+
+(``python -m examples.reinforce --algo reinforce`` runs this program too; without ``--algo`` that command runs
+PPO, examples.ppo.)
+
+The host steps gymnasium's vector environments and keeps each environment's transitions in a window until its
+episode ends (``examples.rl_env``); every ``--rollout-steps`` vector steps, one train call learns from every
+episode finished since the last one. Two update groups in one ``core.make_step``: the policy (its own Adam,
+gradient clipping, entropy bonus) and the value baseline (its own Adam and clipping); the reward-to-go of every
+transition is computed once per call, before both, in the step's ``prepare_fn``. Greedy evaluation and the GIF
+run on gymnasium at the end (examples/rl_run.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+if __name__ == "__main__":  # before the imports below, which take seconds (examples/command.py)
+    from examples.command import guard_start_up
+
+    guard_start_up()
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import numpy as np
 from keras import ops
 
 import core
-from examples.reinforce_env import EnvInfo
+from examples import PROGRAMS
 from examples.rl_common import log_probs, mlp, sample_actions
+from examples.rl_env import Collector, EnvInfo, EpisodeWindow, make_vector_env
+from examples.rl_run import (
+    Scoreboard,
+    check_gif_copy,
+    check_sizes,
+    defaults_of_old_checkpoints,
+    finish,
+    gymnasium_seed,
+    open_run,
+    report,
+)
+
+# Flags a resumed run may change: its budget and stop rule, the final evaluation and GIF, checkpoint cadence.
+RESUME_MAY_CHANGE = ("max_env_steps", "target_return", "eval_episodes", "gif", "gif_copy", "checkpoint_every")
+
+
+@dataclass
+class Config(core.RunConfig):
+    """Train a REINFORCE agent with a value baseline on a discrete-action gymnasium environment."""
+
+    env: str = "CartPole-v1"
+    """gymnasium environment id (discrete actions, flat Box observations)"""
+    num_envs: int = core.arg(32, min=1, max=65_536)
+    """environments stepped together"""
+    rollout_steps: int = core.arg(16, min=1, max=100_000)
+    """vector steps between updates"""
+    gamma: float = core.arg(0.99, above=0, max=1)
+    """discount of the returns"""
+    entropy_coef: float = core.arg(0.0, min=0, max=100)
+    """weight of the entropy bonus in the policy loss"""
+    lr: float = core.arg(0.004, above=0, max=10)
+    """policy Adam learning rate"""
+    value_lr: float = core.arg(0.005, above=0, max=10)
+    """value Adam learning rate (with --baseline)"""
+    clip_norm: float = core.arg(1.0, min=0)
+    """clip the policy gradient to this global norm (0: no clipping)"""
+    value_clip_norm: float = core.arg(1.0, min=0)
+    """clip the value gradient to this global norm (0: no clipping; with --baseline)"""
+    hidden: int = core.arg(64, min=1, max=8192)
+    """units of each of the two hidden layers of both networks"""
+    update_size: int = core.arg(1024, min=1, max=1_000_000)
+    """transitions per train call (finished ones padded to it, or split over several calls)"""
+    vectorization: Literal["auto", "vector", "sync"] = "auto"
+    """gymnasium's numpy-vectorised env (vector), SyncVectorEnv (sync), or vector if available"""
+    normalize: Literal["advantages", "returns", "none"] = "advantages"
+    """standardise the advantages, the returns, or nothing, over each batch"""
+    baseline: bool = True
+    """learn a value baseline and subtract it from the returns"""
+    bootstrap_truncated: Literal["auto", "on", "off"] = "auto"
+    """end a time-limit-cut episode's return with gamma * V(next obs) (needs --baseline, not --normalize returns);
+    auto: on if most of the first --num-envs episodes were cut by the time limit (Acrobot-v1, MountainCar-v0),
+    off if most ended themselves"""
+    window: int | None = core.arg(None, min=2)
+    """rows kept per environment (default: max episode steps, at most 1000, + rollout steps)"""
+    max_env_steps: int = core.arg(500_000, min=1, max=10**12)
+    """bound on the run, in environment transitions"""
+    target_return: float | None = core.arg(None, infinite=True)
+    """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold;
+    inf: never, train for the whole --max-env-steps)"""
+    eval_episodes: int = core.arg(100, min=0, max=10_000)
+    """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip)"""
+    gif: bool = True
+    """save one greedy episode as out/episode.gif (classic-control rendering needs pygame-ce)"""
+    gif_copy: str | None = None
+    """also copy the GIF there"""
+    checkpoint_every: int = core.arg(50_000, min=1)
+    """environment steps between checkpoints (with --out)"""
+    mode: Literal["eager", "graph", "xla"] = "xla"
+    """how calls are compiled: eager, graph (tf.function; jax.jit on JAX) or xla (jit_compile); xla by default
+    for the acting call (the train step stays a graph on TensorFlow, whose XLA compile of it costs more than it
+    saves)"""
+
+    def validate(self) -> None:
+        if self.gif_copy:
+            check_gif_copy(self.gif_copy, self.gif, self.out)
+        if self.window is not None and self.window <= self.rollout_steps:
+            raise core.UsageError(f"--window {self.window} must exceed --rollout-steps {self.rollout_steps}")
+        check_sizes(self.num_envs, self.rollout_steps, on_gymnasium=True)
+
+
+def resolved_flags(config: dict) -> dict:
+    """What a saved config's flags stand for on resume (the Nones of a checkpoint from before the split)."""
+    return defaults_of_old_checkpoints(Config, config)
+
 
 # ----- the math (keras.ops only) -----
 
@@ -54,10 +154,11 @@ def standardize(x, mask):
     return (x - mean) / std
 
 
+# ----- the agent -----
 class Reinforce:
     """REINFORCE: policy and value networks, their update groups in one compiled step, and the compiled acting calls."""
 
-    def __init__(self, config: Any, info: EnvInfo, num_envs: int):
+    def __init__(self, config: Config, info: EnvInfo, num_envs: int):
         self.config, self.info = config, info
         self.policy = mlp(info.obs_dim, info.num_actions, config.hidden, "policy", 0.01)
         self.value = mlp(info.obs_dim, 1, config.hidden, "value", 1.0)
@@ -169,11 +270,66 @@ class Reinforce:
         return objs
 
 
-LOG_KEYS = {
-    "policy/loss": "losses/policy",
-    "value/loss": "losses/value",
-    "policy/grad_norm": "grad_norm/policy",
-    "policy/grad_norm_applied": "grad_norm/policy_applied",
-    "value/grad_norm": "grad_norm/value",
-    "value/grad_norm_applied": "grad_norm/value_applied",
-}
+# ----- training -----
+def train(config: Config) -> dict:
+    """Collect rollouts into per-environment episode windows; train on every finished episode; evaluate."""
+    core.seed_everything(config.seed)
+    print(f"stepping on {core.describe_device()}")
+    env, info = make_vector_env(config.env, config.num_envs, config.vectorization)
+    agent = Reinforce(config, info, config.num_envs)
+    target = config.target_return if config.target_return is not None else info.reward_threshold
+    rows = config.window or (min(info.max_episode_steps or 1000, 1000) + config.rollout_steps)
+    print(f"{info.env_id} on gymnasium ({info.vectorization}): {config.num_envs} envs, target mean return {target}")
+    run = open_run(config, agent, info.env_id, RESUME_MAY_CHANGE, resolved_flags)
+    try:
+        with run:
+            board = Scoreboard(run, target)
+            window = EpisodeWindow(config.num_envs, rows, info.obs_dim)
+            collector = Collector(env, info, window, agent.act, seed=gymnasium_seed(run))
+            while run.running and not board.solved:
+                window.make_room(config.rollout_steps)
+                n, returns, _ = collector.collect(config.rollout_steps)
+                board.add(returns, run.step + n)
+                logs = {}
+                if window.trainable():
+                    bootstrap = decide_bootstrap(run, window, agent, config)
+                    for batch in window.batches(config.update_size, bootstrap):
+                        logs = agent.step.train_step(batch)
+                        run.state["updates"] += 1
+                    window.drop_finished()
+                run.advance(n, logs, show={"mean_return_100": board.mean or 0.0, **logs})
+                if logs:
+                    report(run, board, logs)
+    finally:
+        env.close()
+    return finish(run, board, agent, target, algo="reinforce", env_backend="gymnasium")
+
+
+def decide_bootstrap(run: core.Run, window: EpisodeWindow, agent: Reinforce, cfg: Config) -> bool:
+    """--bootstrap-truncated: on / off as given; auto decides once --num-envs episodes have finished (off until
+    then): on if most of them were cut by the time limit."""
+    state = run.state
+    if not agent.can_bootstrap:
+        return False
+    if cfg.bootstrap_truncated != "auto":
+        return cfg.bootstrap_truncated == "on"
+    if state.get("bootstrap_truncated") is None:
+        finished, cut = window.finished_episodes()
+        state["first_episodes"] = state.get("first_episodes", 0) + finished
+        state["first_cut"] = state.get("first_cut", 0) + cut
+        if state["first_episodes"] < cfg.num_envs:
+            return False
+        state["bootstrap_truncated"] = 2 * state["first_cut"] > state["first_episodes"]
+        run.write(
+            f"--bootstrap-truncated auto: {state['first_cut']} of the first {state['first_episodes']} "
+            f"episodes were cut by the time limit -> {'on' if state['bootstrap_truncated'] else 'off'}"
+        )
+    return bool(state["bootstrap_truncated"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return core.run_main(train, Config, argv, PROGRAMS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

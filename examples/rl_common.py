@@ -1,8 +1,12 @@
-"""Pieces both policy-gradient agents use: the networks, sampling, greedy evaluation and the GIF on gymnasium."""
+"""What both policy-gradient programs' agents use: the networks, sampling, evaluation and the GIF on gymnasium."""
 
 from __future__ import annotations
 
+import core  # before Keras, which it imports with TensorFlow's start-up log hidden (`python -m` of this module too)
+
+# isort: split
 import os
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -10,8 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-import core
-from examples.reinforce_env import make_vector_env
+from examples.rl_env import make_vector_env
 
 
 def mlp(inputs: int, outputs: int, hidden: int, name: str, out_scale: float) -> keras.Model:
@@ -78,3 +81,9 @@ def record_gif(agent, env_id: str, path: Path, seed: int, frame_skip: int = 2) -
     env.close()
     fps = env.metadata.get("render_fps", 50) / frame_skip
     return core.save_gif(frames, path, fps=fps), total
+
+
+if __name__ == "__main__":
+    from examples.command import not_a_command
+
+    sys.exit(not_a_command("examples.rl_common"))

@@ -1,10 +1,12 @@
-"""The host side of the policy-gradient agent: gymnasium vector environments and a per-environment episode window.
+"""The host side of the policy-gradient programs: gymnasium vector environments, the collectors that step them
+(PPO's fixed-length rollouts, REINFORCE's per-environment episode window), and the window itself.
 
 Kept apart from the compiled math so it can be tested with scripted environments.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,3 +362,9 @@ class RolloutCollector:
         batch = {k: np.stack(v) for k, v in rows.items()}
         batch = {k: v.astype(np.int32 if k == "actions" else np.float32) for k, v in batch.items()}
         return batch, returns, lengths
+
+
+if __name__ == "__main__":
+    from examples.command import not_a_command
+
+    sys.exit(not_a_command("examples.rl_env"))

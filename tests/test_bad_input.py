@@ -249,7 +249,9 @@ def test_reinforce_resume_with_damaged_counters(tmp_path, capsys, state, needle)
 
 
 def test_infinity_where_a_flag_declares_it_and_nowhere_else(capsys):
-    assert core.parse_config(reinforce.Config, ["--target-return", "inf"]).target_return == float("inf")  # never
+    from examples import ppo
+
+    assert core.parse_config(ppo.Config, ["--target-return", "inf"]).target_return == float("inf")  # never
     one_line_exit_2(reinforce.main, ["--target-return=-inf"], capsys, "--target-return must be a finite number")
     one_line_exit_2(reinforce.main, ["--lr", "inf"], capsys, "--lr must be a finite number")
 
@@ -345,11 +347,12 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path):
     [
         ({"KERAS_BACKEND": "foo"}, ["-m", "examples.sum"], "KERAS_BACKEND='foo': customloop runs on tensorflow or jax"),
         ({"CUSTOMLOOP_CPU_DEVICES": "abc"}, ["-m", "examples.sum"], "CUSTOMLOOP_CPU_DEVICES must be an int from 1"),
-        ({}, ["-m", "examples.ppo", "--epochs", "-5"], "examples.ppo: not a command; run python3 -m examples.sum"),
+        ({}, ["-m", "examples.rl_common"], "examples.rl_common: not a command; run python3 -m examples.sum"),
+        ({}, ["-m", "examples.ppo", "--epochs", "-5"], "--epochs must be in [1, 1000], got -5"),  # a program
         ({}, ["-X", "utf8", "-m", "examples.__init__"], "examples.__init__: not a command"),
         ({}, ["-mexamples.gan_data"], "examples.gan_data: not a command"),
     ],
-    ids=["backend", "cpu devices", "not a command", "the package", "attached -m"],
+    ids=["backend", "cpu devices", "not a command", "ppo is a command", "the package", "attached -m"],
 )
 def test_environment_and_module_mistakes_are_one_line_and_exit_2(env, argv, needle):
     res = subprocess.run(
@@ -389,10 +392,6 @@ def test_run_script_reports_a_failed_child_by_its_own_last_line(capsys):
 @pytest.mark.parametrize(
     "main, argv, needle",
     [
-        (reinforce.main, ["--algo", "reinforce", "--clip-coef", "0.2"], "--clip-coef has no effect with --algo"),
-        (reinforce.main, ["--update-size", "7"], "--update-size has no effect with --algo ppo"),
-        (reinforce.main, ["--env-backend", "gymnasium", "--train-on", "0"], "--train-on has no effect on the"),
-        (reinforce.main, ["--value-coef", "3"], "--value-coef has no effect without --shared-optimizer"),
         (gan.main, ["--gp-weight", "50"], "--gp-weight has no effect with --loss ns"),
         (gan.main, ["--channels", "1"], "--channels has no effect on ring (folder images only)"),
         (gan.main, ["--no-quality"], "--quality has no effect on ring (mnist only)"),
@@ -400,14 +399,8 @@ def test_run_script_reports_a_failed_child_by_its_own_last_line(capsys):
         (gan.main, ["--epochs", "5"], "--epochs has no effect on ring"),
         (gan.main, ["--r1", "0", "--r1-fraction", "0.5"], "--r1-fraction has no effect with --r1 0"),
         (gan.main, ["--sample-raw"], "--sample-raw has no effect without an averaged G"),
-        (reinforce.main, ["--shared-optimizer", "--value-lr", "0.01"], "--value-lr has no effect with --shared"),
-        (reinforce.main, ["--greedy-envs", "0", "--greedy-window", "4"], "--greedy-window has no effect with"),
     ],
     ids=[
-        "ppo flag",
-        "reinforce flag",
-        "device flag",
-        "value coef",
         "gp weight",
         "channels",
         "quality",
@@ -415,10 +408,31 @@ def test_run_script_reports_a_failed_child_by_its_own_last_line(capsys):
         "2d epochs",
         "r1 fraction",
         "sample raw",
-        "shared value lr",
-        "greedy window",
     ],  # fmt: skip
 )
 def test_flags_that_would_do_nothing_are_refused(capsys, main, argv, needle):
     """Given on the command line (even at its default value) for an algorithm, path or dataset it does not act on."""
     one_line_exit_2(main, argv, capsys, needle)
+
+
+@pytest.mark.parametrize(
+    "program, argv, needle",
+    [
+        ("reinforce", ["--algo", "reinforce", "--clip-coef", "0.2"], "--clip-coef is a flag of python -m examples.ppo"),
+        ("reinforce", ["--update-size", "7"], "--update-size is a flag of python -m examples.reinforce_mc"),
+        ("ppo", ["--update-size", "5"], "--update-size is a flag of python -m examples.reinforce_mc"),
+        ("reinforce_mc", ["--train-on", "0"], "--train-on is a flag of python -m examples.ppo"),
+        ("reinforce", ["--value-coef", "3"], "unrecognized arguments: --value-coef 3 (see --help)"),
+        ("reinforce", ["--shared-optimizer", "--value-lr", "0.01"], "--value-lr is a flag of python -m examples.rei"),
+        ("ppo", ["--greedy-envs", "0", "--greedy-window", "4"], "unrecognized arguments: --greedy-window 4 (see"),
+    ],
+    ids=["ppo flag", "reinforce flag", "reinforce flag to ppo", "device flag", "value coef", "shared value lr",
+         "greedy window"],
+)  # fmt: skip
+def test_policy_gradient_flags_of_the_other_program_are_argparse_errors(capsys, program, argv, needle):
+    """A flag the chosen program lacks is argparse's one line naming the program that has it (also through the
+    dispatcher, examples.reinforce); the flags that went with the split (--value-coef, --shared-optimizer,
+    --greedy-window) are unknown to both."""
+    import importlib
+
+    one_line_exit_2(importlib.import_module(f"examples.{program}").main, argv, capsys, needle)

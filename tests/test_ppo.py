@@ -1,10 +1,11 @@
-"""PPO (examples/ppo.py) and the device path of examples.reinforce: GAE and the clipped objective against NumPy,
-update groups, looped minibatch updates against call-by-call ones, short runs on both environment backends,
-exact resume, bad input."""
+"""PPO (examples/ppo.py, also ``python -m examples.reinforce`` without --algo): GAE and the clipped objective
+against NumPy, update groups, looped minibatch updates against call-by-call ones, the stop rule
+(examples/rl_run.py), short runs on both environment backends, exact resume, bad input, the command line."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from keras import ops
 
 import core
 from examples import ppo, reinforce
+from examples.rl_run import Scoreboard
 
 
 def plain_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
@@ -76,8 +78,8 @@ def test_clipped_surrogate_matches_numpy():
     assert frac == pytest.approx(np.mean(np.abs(ratio - 1) > 0.2))
 
 
-def cfg(**kw) -> reinforce.Config:
-    return reinforce.resolved(reinforce.Config(**{"eval_episodes": 0, "gif": False, **kw}))
+def cfg(**kw) -> ppo.Config:
+    return ppo.Config(**{"eval_episodes": 0, "gif": False, **kw})
 
 
 def rollout_batch(config, obs_dim=4, seed=0):
@@ -100,8 +102,9 @@ def weights(model):
 @pytest.mark.parametrize("frozen", ["policy", "value"])
 def test_each_group_updates_only_its_own_variables(frozen):
     core.seed_everything(0)
-    config = cfg(**{"lr" if frozen == "policy" else "value_lr": 1e-30})
+    config = cfg()
     agent = ppo.PPO(config, 4, 2)  # no device env: the rollout comes in as inputs (the gymnasium path)
+    (agent.policy_opt if frozen == "policy" else agent.value_opt).learning_rate = 1e-30  # one --lr for both
     before = {"policy": weights(agent.policy), "value": weights(agent.value)}
     logs = agent.step.train_step(rollout_batch(config))
     after = {"policy": weights(agent.policy), "value": weights(agent.value)}
@@ -149,7 +152,7 @@ def test_looped_minibatch_updates_equal_call_by_call():
 @pytest.fixture(scope="module")
 def device_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ppo")
-    summary = reinforce.train(reinforce.Config(max_env_steps=20_000, eval_episodes=3, gif=False, out=str(out)))
+    summary = ppo.train(ppo.Config(max_env_steps=20_000, eval_episodes=3, gif=False, out=str(out)))
     return out, summary
 
 
@@ -169,9 +172,9 @@ def test_short_device_run_beats_random(device_run):
 
 def test_device_run_resumes_exactly(tmp_path):
     """Environment state, seed generator, optimizers and counters all travel in the checkpoint."""
-    full = reinforce.train(cfg(max_env_steps=8192, out=str(tmp_path / "full")))
-    reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "part")))
-    resumed = reinforce.train(cfg(max_env_steps=8192, out=str(tmp_path / "part"), resume=True))
+    full = ppo.train(cfg(max_env_steps=8192, out=str(tmp_path / "full")))
+    ppo.train(cfg(max_env_steps=4096, out=str(tmp_path / "part")))
+    resumed = ppo.train(cfg(max_env_steps=8192, out=str(tmp_path / "part"), resume=True))
     assert resumed["env_steps"] == full["env_steps"] and resumed["episodes"] == full["episodes"]
     # The last 100 returns stay a window of 100 across the resume (the stop rule's mean), as do the other counters.
     assert full["episodes"] > 100 and resumed["final_mean_return"] == full["final_mean_return"]
@@ -183,10 +186,22 @@ def test_device_run_resumes_exactly(tmp_path):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_a_checkpoint_from_before_the_split_resumes(tmp_path):
+    """examples.reinforce saved None for the per-algorithm defaults, and flags that went since: the same run."""
+    out = str(tmp_path / "run")
+    ppo.train(cfg(max_env_steps=1024, out=out))
+    with np.load(tmp_path / "run" / "checkpoint.npz") as data:
+        saved = {k: data[k] for k in data.files}
+    meta = json.loads(str(saved.pop("__meta__")))
+    meta["config"].update(algo="ppo", num_envs=None, gamma=None, lr=None, value_lr=None, clip_norm=None, mode=None)
+    np.savez(tmp_path / "run" / "checkpoint.npz", __meta__=np.array(json.dumps(meta)), **saved)
+    assert ppo.train(cfg(max_env_steps=2048, out=out, resume=True))["env_steps"] == 2048
+
+
 def test_fused_iterations_equal_single_iteration_calls(tmp_path):
     """--iterations-per-call 4 (one fused program) trains as four single-iteration calls do."""
-    single = reinforce.train(cfg(max_env_steps=4096, out=str(tmp_path / "single")))
-    fused = reinforce.train(cfg(max_env_steps=4096, iterations_per_call=4, out=str(tmp_path / "fused")))
+    single = ppo.train(cfg(max_env_steps=4096, out=str(tmp_path / "single")))
+    fused = ppo.train(cfg(max_env_steps=4096, iterations_per_call=4, out=str(tmp_path / "fused")))
     assert fused["tracing_counts"]["train_steps"] == 1 and fused["episodes"] == single["episodes"]
     with np.load(tmp_path / "single" / "checkpoint.npz") as a, np.load(tmp_path / "fused" / "checkpoint.npz") as b:
         for key in a.files:
@@ -198,8 +213,8 @@ def test_greedy_monitors_do_not_change_learning(tmp_path):
     """The monitors step in the same batch as the training envs, yet a run learns exactly what it learns without
     them: same episodes, weights, optimizers, seed generator and training environments (Keras' random draws and
     the policy's rows are prefix-consistent on both backends)."""
-    plain = reinforce.train(cfg(env="Acrobot-v1", max_env_steps=4096, greedy_envs=0, out=str(tmp_path / "plain")))
-    monitored = reinforce.train(cfg(env="Acrobot-v1", max_env_steps=4096, greedy_envs=4, out=str(tmp_path / "mon")))
+    plain = ppo.train(cfg(env="Acrobot-v1", max_env_steps=4096, greedy_envs=0, out=str(tmp_path / "plain")))
+    monitored = ppo.train(cfg(env="Acrobot-v1", max_env_steps=4096, greedy_envs=4, out=str(tmp_path / "mon")))
     assert (monitored["episodes"], monitored["final_mean_return"]) == (plain["episodes"], plain["final_mean_return"])
     assert monitored["env_steps"] == plain["env_steps"] == 4096  # training steps only
     assert monitored["greedy_monitor_env_steps"] == 4096 // 8 * 4 and plain["greedy_monitor_env_steps"] == 0
@@ -250,7 +265,7 @@ class FakeRun:
 
 
 def test_stop_rule_waits_for_the_greedy_monitors():
-    board = reinforce.Scoreboard(FakeRun(), target=-100.0, greedy_window=4)
+    board = Scoreboard(FakeRun(), target=-100.0, greedy_window=4)
     board.add([-90.0] * 100, env_steps=1000, greedy_returns=[-80.0, -500.0])
     assert not board.solved and board.run.state["train_target_at"]["env_steps"] == 1000
     board.add([-90.0] * 8, env_steps=2000, greedy_returns=[-80.0, -85.0])  # a full window, mean -186.25
@@ -263,7 +278,7 @@ def test_stop_rule_waits_for_the_greedy_monitors():
 
 
 def test_stop_rule_without_monitors_is_the_training_mean():
-    board = reinforce.Scoreboard(FakeRun(), target=-100.0)
+    board = Scoreboard(FakeRun(), target=-100.0)
     board.add([-90.0] * 99, env_steps=1000, greedy_returns=[-500.0])  # ignored with no window
     assert not board.solved
     board.add([-90.0], env_steps=1100)
@@ -271,7 +286,7 @@ def test_stop_rule_without_monitors_is_the_training_mean():
 
 
 def test_training_goes_on_for_train_on_env_steps_after_the_solve():
-    board = reinforce.Scoreboard(FakeRun(), target=-100.0)
+    board = Scoreboard(FakeRun(), target=-100.0)
     assert not board.done(5000, train_on=0)
     board.add([-90.0] * 100, env_steps=1000)
     assert board.solved and board.done(1000, train_on=0)
@@ -281,7 +296,7 @@ def test_training_goes_on_for_train_on_env_steps_after_the_solve():
 
 
 def test_learning_rates_fall_to_zero_over_the_train_on_steps():
-    board = reinforce.Scoreboard(FakeRun(), target=-100.0)
+    board = Scoreboard(FakeRun(), target=-100.0)
     assert board.train_on_left(5000, 30_000) == 1.0  # full rate until the solve
     board.add([-90.0] * 100, env_steps=1000)
     assert board.train_on_left(16_000, 30_000) == pytest.approx(0.5)
@@ -302,7 +317,7 @@ def test_learning_rates_fall_to_zero_over_the_train_on_steps():
 
 
 def test_gymnasium_path_learns():
-    summary = reinforce.train(cfg(env_backend="gymnasium", max_env_steps=12_000))
+    summary = ppo.train(cfg(env_backend="gymnasium", max_env_steps=12_000))
     assert summary["env_backend"] == "gymnasium" and summary["final_mean_return"] > 40, summary
 
 
@@ -315,39 +330,58 @@ def test_non_finite_environment_state_stops_the_run(monkeypatch, capsys):
         return new * float("inf"), reward, ops.zeros_like(terminated)
 
     monkeypatch.setattr(cartpole, "_dynamics", exploding)
-    assert reinforce.main(["--max-env-steps", "2000", "--no-gif", "--eval-episodes", "0"]) == 1
+    assert ppo.main(["--max-env-steps", "2000", "--no-gif", "--eval-episodes", "0"]) == 1
     err = capsys.readouterr().err
     assert "became" in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize(
-    "argv, needle",
+    "main, argv, needle",
     [
-        (["--env-backend", "device", "--env", "LunarLander-v3"], "CartPole-v1"),
-        (["--env-backend", "device", "--algo", "reinforce"], "REINFORCE"),
-        (["--minibatches", "100000", "--num-envs", "2", "--rollout-steps", "2"], "--minibatches"),
-        (["--gae-lambda", "1.5"], "--gae-lambda"),
+        (ppo.main, ["--env-backend", "device", "--env", "LunarLander-v3"], "CartPole-v1"),
+        # REINFORCE has no device path: the flag is PPO's, named by argparse's line.
+        (reinforce.main, ["--env-backend", "device", "--algo", "reinforce"], "--env-backend is a flag of python -m "
+         "examples.ppo"),
+        (ppo.main, ["--minibatches", "100000", "--num-envs", "2", "--rollout-steps", "2"], "--minibatches"),
+        (ppo.main, ["--gae-lambda", "1.5"], "--gae-lambda"),
     ],
-)
-def test_bad_input_is_one_line_exit_2(argv, needle, capsys):
-    assert reinforce.main([*argv, "--no-gif"]) == 2
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2(main, argv, needle, capsys):
+    assert main([*argv, "--no-gif"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
 
 
+def help_flags(main, argv, capsys) -> set[str]:
+    """The flags a command's --help lists: its options' column (the lines indented by two spaces)."""
+    assert main([*argv, "--help"]) == 0
+    options = re.findall(r"^  (-\S.*?)(?:  |$)", capsys.readouterr().out, re.M)
+    return {flag for column in options for flag in re.findall(r"--[a-z][a-z-]*", column)}
+
+
+def test_help_lists_only_ppos_own_flags(capsys):
+    flags = help_flags(ppo.main, [], capsys)
+    own = {"--" + f.replace("_", "-") for f in ppo.Config.__dataclass_fields__}
+    bools = {"--no-anneal-lr", "--no-gif", "--no-resume"}
+    assert flags == own | bools | {"--help", "--verbose"}, flags ^ (own | bools)
+    for other in ("--algo", "--update-size", "--value-lr", "--shared-optimizer", "--value-clip", "--greedy-window"):
+        assert other not in flags
+    assert help_flags(reinforce.main, ["--algo", "ppo"], capsys) == flags  # the dispatcher hands --help on
+
+
 def test_cli_smoke_device_default(tmp_path):
     out = tmp_path / "run"
-    proc = run_example("reinforce", "--max-env-steps", "3000", "--eval-episodes", "2", "--out", str(out), timeout=240)
+    proc = run_example("ppo", "--max-env-steps", "3000", "--eval-episodes", "2", "--out", str(out), timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "on the device" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     for key in ("env_backend", "num_envs", "env_steps_per_second", "solved", "eval_mean_return", "env_steps_to_solve"):
         assert key in summary
-    assert summary["env_backend"] == "device" and (out / "checkpoint.npz").exists()
+    assert summary["env_backend"] == "device" and summary["algo"] == "ppo" and (out / "checkpoint.npz").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [5000, 5001, 5002])
 def test_default_command_solves_cartpole(seed):
-    summary = reinforce.train(reinforce.Config(seed=seed, max_env_steps=200_000, eval_episodes=10, gif=False))
+    summary = ppo.train(ppo.Config(seed=seed, max_env_steps=200_000, eval_episodes=10, gif=False))
     assert summary["solved"] and summary["eval_mean_return"] > 400, summary
