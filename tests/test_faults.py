@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 from conftest import REPO, checkpoint_weights, start_example
 
 import core
+import core.launch
 from core import run_log
 
 
@@ -255,3 +257,100 @@ def test_a_resume_under_the_other_backend_is_refused_naming_both(tmp_path):
     np.savez(tmp_path / "checkpoint.npz", **arrays)
     with pytest.raises(core.UsageError, match=f"written by a run on {other}, this one runs on "):
         _train(tmp_path, total=4, resume=True)
+
+
+# ----- the launcher: signals, failed processes, bad options -----
+
+CHILD = """
+import os, signal, sys, time
+index = int(os.environ["KERAS_DISTRIBUTION_PROCESS_ID"])
+out = sys.argv[1]
+{body}
+"""
+SAVES_ON_SIGTERM = """
+def stop(signum, frame):
+    time.sleep(0.3)  # a checkpoint being written
+    open(os.path.join(out, f"saved-{index}"), "w").close()
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+open(os.path.join(out, f"ready-{index}"), "w").close()
+time.sleep(60)
+"""
+
+
+def _child(tmp_path, body: str) -> list[str]:
+    return [sys.executable, "-c", CHILD.format(body=body), str(tmp_path)]
+
+
+def _after(seconds: float, action) -> threading.Timer:
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_launch_passes_a_stop_signal_to_every_process_once_and_waits_for_them_to_save(tmp_path, sig):
+    def preempt():
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), sig)
+
+    timer = _after(0, preempt)
+    started = time.monotonic()
+    assert core.launch.launch(_child(tmp_path, SAVES_ON_SIGTERM), 2, timeout=60) == 128 + sig
+    timer.join()
+    assert sorted(p.name for p in tmp_path.glob("saved-*")) == ["saved-0", "saved-1"]
+    assert time.monotonic() - started < 30
+
+
+def test_a_failed_process_other_than_the_first_stops_the_launch_within_seconds(tmp_path, capsys):
+    body = "sys.exit(3) if index == 1 else time.sleep(60)"  # process 0 would wait for its peer forever
+    started = time.monotonic()
+    assert core.launch.launch(_child(tmp_path, body), 2, timeout=60) == 3
+    assert time.monotonic() - started < 15
+    assert "process 1 failed (exit code 3)" in capsys.readouterr().err
+
+
+def test_a_process_killed_by_a_signal_is_reported_as_128_plus_the_signal(tmp_path):
+    body = "os.kill(os.getpid(), signal.SIGKILL) if index == 1 else time.sleep(60)"
+    assert core.launch.launch(_child(tmp_path, body), 2, timeout=60) == 128 + signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--processes", "0", "--", "true"], "--processes: expected a positive integer, got 0"),
+        (["--timeout", "nan", "--", "true"], "--timeout: invalid seconds value: 'nan'"),
+        (["--timeout", "-5", "--", "true"], "--timeout: invalid seconds value: '-5'"),
+        (["--processes", "100000", "--", "true"], "--processes: at most 256"),
+        (["--", "no-such-program-here"], "no such program: no-such-program-here"),
+        ([], "give the command to run after --"),
+    ],
+)
+def test_launch_options_that_cannot_work_are_one_line_and_exit_2(argv, needle, capsys):
+    try:
+        code = core.launch.main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_a_coordinator_or_worker_port_in_use_is_one_line_naming_it(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("localhost", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            **core.launch.process_env(0, 2, port, [port, port + 1]),
+            "PYTHONPATH": str(REPO),
+        }
+        res = subprocess.run(
+            [sys.executable, "-m", "examples.sum", "--devices", "all", "--out", str(tmp_path)],
+            capture_output=True, text=True, env={**os.environ, **env}, timeout=120, cwd=REPO,
+        )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and f"port {port} on localhost is in use" in lines[0], res.stderr

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.errors import UsageError
+from core.errors import StartupError, UsageError
 
 
 class Backend(abc.ABC):
@@ -165,6 +166,24 @@ def split_loss(out: Any) -> tuple[Any, dict]:
         loss, aux = out
         return loss, dict(aux)
     return out, {}
+
+
+def check_port_free(address: str, variable: str) -> None:
+    """Raise StartupError naming the port if ``address`` (``host:port``) cannot be bound here now: a coordinator or
+    worker port that another program holds fails later with a gRPC traceback (JAX: sometimes a crash)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "localhost"
+    if host not in ("localhost", "127.0.0.1", "::1", "0.0.0.0", socket.gethostname()):
+        return  # another machine's address: it binds there, not here
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OverflowError:
+            raise StartupError(f"{variable}: port {port} is not a port number") from None
+        except OSError as e:
+            raise StartupError(f"{variable}: port {port} on {host} is in use ({e.strerror}); choose a free one") \
+                from None  # fmt: skip
 
 
 def device_count(asked: int | None, visible: list[str], processes: int) -> int:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from core.backends.base import Backend, DataParallelMechanics, device_count, split_loss
+from core.backends.base import Backend, DataParallelMechanics, check_port_free, device_count, split_loss
 
 
 # ----- The one place that relies on how Keras drives a StatelessScope (checked on Keras 3.15.1) -----
@@ -300,6 +300,9 @@ class JaxBackend(Backend):
         import os
 
         if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") or 1) > 1:
+            if os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0").strip() == "0":  # the coordinator binds it
+                address = os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES", "").split(",")[0]
+                check_port_free(address, "KERAS_DISTRIBUTION_JOB_ADDRESSES")
             keras.distribution.initialize()
 
     def look_at_devices(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from core.backends.base import Backend, DataParallelMechanics, device_count, split_loss
+from core.backends.base import Backend, DataParallelMechanics, check_port_free, device_count, split_loss
 from core.errors import StepDefinitionError
 
 
@@ -211,8 +211,10 @@ class TensorFlowDataParallel(DataParallelMechanics):
         cluster = json.loads(os.environ.get("TF_CONFIG") or "{}")
         workers = cluster.get("cluster", {}).get("worker", [])
         if workers:
+            index = int(cluster.get("task", {}).get("index", 0))
+            check_port_free(str(workers[index]), "TF_CONFIG")  # this process's worker server binds it
             self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
-            self.num_processes, self.process_index = len(workers), int(cluster.get("task", {}).get("index", 0))
+            self.num_processes, self.process_index = len(workers), index
             replicas = [f"replica {i}" for i in range(self.strategy.num_replicas_in_sync)]
             device_count(count, replicas, self.num_processes)
         else:
