@@ -4,12 +4,12 @@
     taskset -c 1 python -m benchmarks.gan_image_speed --data-dir ../shared/data/mnist --steps-per-call 10 20
     python -m benchmarks.gan_image_speed --batch-size 256 --precision mixed_bfloat16   # the GPU rows
 
-The MNIST step (the example's networks and losses, batch 64 unless --batch-size) timed in one process: (a) today's path,
-a tf.data batch per step fed to ``train_step`` (NumPy batches on a JAX-only install); (b) the images held on the
-device, each step's batch gathered inside the compiled call, one step per call; (c) the same with N steps per
-``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits all.
-Prints steps/s and the median over rounds of each round's ratio to (a) (paired: the machine's speed drifts between
-rounds); exit code 1 if a fused variant is slower than (a).
+The MNIST step (examples.gan_images' networks and losses, batch 64 unless --batch-size) timed in one process: (a)
+today's path, a tf.data batch per step fed to ``train_step`` (NumPy batches on a JAX-only install); (b) the images
+held on the device, each step's batch gathered inside the compiled call, one step per call; (c) the same with N
+steps per ``train_steps`` call. The variants take turns (``--rounds``) so that a change in the machine's load hits
+all. Prints steps/s and the median over rounds of each round's ratio to (a) (paired: the machine's speed drifts
+between rounds); exit code 1 if a fused variant is slower than (a).
 
 Figures and the commands behind them: docs/benchmarks.md ("GAN image speed"). On the 2-core CPU the fused call
 and single calls are equal to within about 3 %; on JAX the fused call is unrolled (fused_unroll), since inside a
@@ -26,11 +26,11 @@ import time
 import numpy as np
 
 import core
-from examples import gan, gan_data
+from examples import gan_data, gan_images
 
 
-def make(args: argparse.Namespace, on_device: bool) -> tuple[gan.GAN, np.ndarray]:
-    config = gan.Config(
+def make(args: argparse.Namespace, on_device: bool) -> tuple[gan_images.ImageGAN, np.ndarray]:
+    config = gan_images.Config(
         dataset="mnist",
         data_dir=args.data_dir,
         device_data_mb=1e9 if on_device else 0.0,
@@ -41,10 +41,10 @@ def make(args: argparse.Namespace, on_device: bool) -> tuple[gan.GAN, np.ndarray
     )
     images, labels = gan_data.load_mnist(args.data_dir)
     core.seed_everything(args.seed)
-    return gan.GAN(config, images, labels=labels), images
+    return gan_images.ImageGAN(config, images, labels=labels), images
 
 
-def pipeline_rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
+def pipeline_rate(model: gan_images.ImageGAN, images: np.ndarray, steps: int) -> float:
     batches = iter(gan_data.image_batches(images, model.batch_size, seed=0, labels=model.labels_np))
 
     def feed(batch):  # the example's conditional step takes each batch's labels as "y"
@@ -57,7 +57,7 @@ def pipeline_rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def device_rate(model: gan.GAN, images: np.ndarray, steps: int, per_call: int) -> float:
+def device_rate(model: gan_images.ImageGAN, images: np.ndarray, steps: int, per_call: int) -> float:
     calls = max(steps // per_call, 1)
     idx = [
         gan_data.batch_indices(len(images), model.batch_size, lambda e: e, i * per_call, per_call)

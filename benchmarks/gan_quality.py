@@ -1,7 +1,7 @@
-"""The 2D GAN quality table: `python -m examples.gan` on ring and grid over several seeds, next to published rows.
+"""The 2D GAN quality table: `python -m examples.gan_2d` on ring and grid over several seeds, next to published rows.
 
     python -m benchmarks.gan_quality                     # 5 seeds each, default settings
-    python -m benchmarks.gan_quality --seeds 3 -- --steps 10000   # extra flags go to examples.gan
+    python -m benchmarks.gan_quality --seeds 3 -- --steps 10000   # extra flags go to examples.gan_2d
 
 Each run is a separate process (its wall time includes TensorFlow's start-up); the table reports the
 example's own train_seconds and the process wall time, and checks the issue's quality bars.
@@ -34,7 +34,8 @@ def kl(value) -> str:
 
 def run_one(dataset: str, seed: int, extra: list[str], out_root: Path) -> dict:
     out = out_root / f"{dataset}_{seed}"
-    cmd = [sys.executable, "-m", "examples.gan", "--dataset", dataset, "--seed", str(seed), "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "examples.gan_2d", "--dataset", dataset, "--seed", str(seed), "--out", str(out)]
+    cmd += extra
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=core.positive_int, default=5)
     parser.add_argument("--datasets", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
     parser.add_argument("--json", help="also write all summaries to this file")
-    parser.add_argument("extra", nargs="*", help="flags passed to examples.gan (after --)")
+    parser.add_argument("extra", nargs="*", help="flags passed to examples.gan_2d (after --)")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,7 @@ gpu=$(python3 -c "import jax; print(int(any(d.platform == 'gpu' for d in jax.dev
 mnist=${MNIST_DIR:-../shared/data/mnist}
 runs=(
   "sum|--epochs 5 --steps-per-call 100|summary['epochs'] * 100"
-  "gan|--steps 3000|summary['steps']"
+  "gan_2d|--steps 3000|summary['steps']"
   "ppo|--max-env-steps 100000 --eval-episodes 1|summary['env_steps']"
   "ppo|--env-backend gymnasium --max-env-steps 30000 --eval-episodes 1|summary['env_steps']"
 )
@@ -96,7 +96,7 @@ fi
 if [ "$gpu" = 1 ] && [ -d "$mnist" ]; then
   echo "default MNIST command on the GPU:"
   start=$(date +%s)
-  JAX_PLATFORMS=cuda timeout 300 python3 -m examples.gan --dataset mnist --data-dir "$mnist" \
+  JAX_PLATFORMS=cuda timeout 300 python3 -m examples.gan_images --data-dir "$mnist" \
     --classifier-cache "$out/cache" --out "$out/mnist-default" 2>&1 | grep -E "steps in|classifier|Frechet"
   echo "wall $(($(date +%s) - start)) s (includes training the quality classifier once)"
   for batch in 64 256; do

@@ -21,17 +21,17 @@ import time
 import numpy as np
 
 import core
-from examples import gan, gan_data
+from examples import gan_data, gan_images
 
 
-def make(data_dir: str | None, parallel, seed: int, batch_size: int) -> tuple[gan.GAN, np.ndarray]:
-    config = gan.Config(dataset="mnist", data_dir=data_dir, seed=seed, batch_size=batch_size)
+def make(data_dir: str | None, parallel, seed: int, batch_size: int) -> tuple[gan_images.ImageGAN, np.ndarray]:
+    config = gan_images.Config(dataset="mnist", data_dir=data_dir, seed=seed, batch_size=batch_size)
     images, _ = gan_data.load_mnist(data_dir)
     core.seed_everything(seed)
-    return gan.GAN(config, images, parallel), images
+    return gan_images.ImageGAN(config, images, parallel=parallel), images
 
 
-def rate(model: gan.GAN, images: np.ndarray, steps: int) -> float:
+def rate(model: gan_images.ImageGAN, images: np.ndarray, steps: int) -> float:
     idx = [gan_data.batch_indices(len(images), model.batch_size, lambda e: e, i, 1)[0] for i in range(steps + 1)]
     model.step.train_step({"idx": idx[0]})  # compiled before the clock starts
     start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Image data for the GAN example: MNIST IDX files, folders of pictures (Pillow), and a tf.data pipeline.
+"""Image data for the GAN on pictures (examples/gan_images.py): MNIST IDX files, folders of pictures (Pillow),
+and a tf.data pipeline.
 
 Every loader returns uint8 arrays of shape (N, H, W, C); bad input raises core.UsageError.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -182,3 +184,9 @@ def _numpy_batches(images: np.ndarray, batch_size: int, seed: int, skip: int, la
         rows = order[start : start + batch_size]
         x = images[rows].astype("float32") / 127.5 - 1.0
         yield x if labels is None else (x, labels[rows].astype("int32"))
+
+
+if __name__ == "__main__":
+    from examples.command import not_a_command
+
+    sys.exit(not_a_command("examples.gan_data"))

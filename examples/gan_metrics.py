@@ -1,4 +1,4 @@
-"""Quality figures for the GAN example, computed offline with NumPy (and Keras for the MNIST classifier).
+"""Quality figures for the GAN programs, computed offline with NumPy (and Keras for the MNIST classifier).
 
 2D (ring, grid): the PacGAN / VEEGAN protocol. A generated sample is *high quality* when it lies within
 three standard deviations of its nearest mode; a mode is *captured* when it is the nearest mode of at least
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,9 @@ def mode_metrics(samples: np.ndarray, modes: np.ndarray, std: float) -> dict:
 
 
 # ----- images: a small classifier's view (MNIST) -----
+
+FRECHET_DRAWS = 20  # draws of 1,000 vs 1,000 on the 10,000 digits: the mean's spread ~0.1 instead of ~0.3-0.6
+CLASSIFIER_EPOCHS = 12  # 98.75-98.9 % held-out accuracy on the 10,000-digit split (seed 0), ~30 s on 2 cores
 
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
@@ -228,3 +232,65 @@ def quality_classifier(images: np.ndarray, labels: np.ndarray, cache_dirs: list,
         except OSError:
             continue
     return model, val_idx, accuracy, None, True
+
+
+# ----- the figures an MNIST run reports -----
+
+
+def classifier_quality(
+    images: np.ndarray, labels: np.ndarray, samples: np.ndarray, cache_dirs: list, epochs: int = 12
+) -> dict:
+    """Class coverage, confidence and a Frechet distance in the features of a classifier trained on ``images``,
+    each beside the same figure for held-out real digits (the distance: :func:`frechet_over_splits`).
+
+    No download: the classifier learns from the real data the run was given (a fifth held out for its accuracy
+    and as the real side of every figure), once per dataset: it is cached in the first writable of
+    ``cache_dirs`` under a hash of the data (:func:`quality_classifier`).
+    """
+    model, val_idx, accuracy, path, trained = quality_classifier(images, labels, cache_dirs, epochs)
+    if path is None:
+        print("quality classifier trained (not cached: no writable folder in --classifier-cache or --out)")
+    else:
+        print(f"quality classifier {'trained and saved to' if trained else 'loaded from'} {path}")
+    real_f, real_logits = model.predict(images[val_idx].astype("float32") / 255.0, batch_size=500, verbose=0)
+    fake_f, fake_logits = model.predict(samples.astype("float32"), batch_size=500, verbose=0)
+    real = class_coverage(_softmax(real_logits))
+    return {
+        "classifier_accuracy": accuracy,
+        **class_coverage(_softmax(fake_logits)),
+        **{f"{k}_real": v for k, v in real.items()},
+        **frechet_over_splits(real_f, fake_f, FRECHET_DRAWS),
+    }
+
+
+def scored_samples(num_images: int) -> int:
+    """Samples the quality figures take: FRECHET_DRAWS draws of as many as half the held-out digits."""
+    return FRECHET_DRAWS * (len(classifier_split(num_images)[0]) // 2)
+
+
+def fmt_quality(q: dict) -> str:
+    """The figures of :func:`classifier_quality` in one line."""
+
+    def kl(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    return (
+        f"classifier (accuracy {100 * q['classifier_accuracy']:.1f}% on held-out real digits), generated vs real: "
+        f"classes covered {q['classes_covered']}/10 vs {q['classes_covered_real']}/10, "
+        f"class KL {kl(q['class_kl'])} vs {kl(q['class_kl_real'])}, "
+        f"confident {100 * q['confident_fraction']:.1f}% vs {100 * q['confident_fraction_real']:.1f}%, "
+        f"Frechet distance {q['frechet_distance']:.3g} (sd {q['frechet_distance_sd']:.2g}) vs "
+        f"{q['frechet_distance_real']:.3g} (sd {q['frechet_distance_real_sd']:.2g}), "
+        f"means of {q['frechet_draws']} and {q['frechet_draws_real']} draws of {q['frechet_samples']} against as many"
+    )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+if __name__ == "__main__":
+    from examples.command import not_a_command
+
+    sys.exit(not_a_command("examples.gan_metrics"))

@@ -84,14 +84,15 @@ def checkpoint_weights(out: Path) -> dict:
 
 
 def gan_resume_pair(tmp_path: Path, monkeypatch, common: dict, stop_after: int) -> tuple[dict, dict, int]:
-    """The example GAN trained uninterrupted, and interrupted after ``stop_after`` flag checks then resumed:
+    """The image GAN trained uninterrupted, and interrupted after ``stop_after`` flag checks then resumed:
     (weights of the first, weights of the second, the steps the uninterrupted run took)."""
-    from examples import gan
+    from examples import gan_images
 
-    full = gan.train(gan.Config(out=str(tmp_path / "full"), **common))
+    full = gan_images.train(gan_images.Config(out=str(tmp_path / "full"), **common))
     with monkeypatch.context() as m:
         m.setattr(core.lifecycle, "GracefulInterrupt", lambda: StopAfter(stop_after))
-        part = gan.train(gan.Config(out=str(tmp_path / "part"), **common))
+        part = gan_images.train(gan_images.Config(out=str(tmp_path / "part"), **common))
     assert part["interrupted"] and 0 < part["steps"] < full["steps"]
-    assert gan.train(gan.Config(out=str(tmp_path / "part"), resume=True, **common))["steps"] == full["steps"]
+    config = gan_images.Config(out=str(tmp_path / "part"), resume=True, **common)
+    assert gan_images.train(config)["steps"] == full["steps"]
     return checkpoint_weights(tmp_path / "full"), checkpoint_weights(tmp_path / "part"), full["steps"]

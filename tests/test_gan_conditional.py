@@ -9,11 +9,11 @@ from conftest import gan_resume_pair
 from keras import ops
 from PIL import Image
 
-from examples import gan, gan_data
+from examples import gan_data, gan_images
 
 
 def test_projection_discriminator_adds_the_label_embedding_times_the_features():
-    d = gan.conv_discriminator(8, 1, classes=3)
+    d = gan_images.conv_discriminator(8, 1, classes=3)
     embedding = next(layer for layer in d.layers if isinstance(layer, keras.layers.Embedding))
     table = np.random.default_rng(0).normal(size=embedding.embeddings.shape).astype("float32")
     embedding.embeddings.assign(table)
@@ -34,8 +34,8 @@ def digits(mnist_dir):
 
 
 def _model(digits, **kw):
-    cfg = gan.Config(dataset="mnist", batch_size=8, precision="float32", augment_shift=0, **{"conditional": True, **kw})
-    return gan.GAN(cfg, *digits[:1], labels=digits[1])
+    cfg = gan_images.Config(batch_size=8, precision="float32", augment_shift=0, **{"conditional": True, **kw})
+    return gan_images.ImageGAN(cfg, digits[0], labels=digits[1])
 
 
 def test_the_batch_labels_drive_both_networks(digits):
@@ -52,7 +52,7 @@ def test_the_batch_labels_drive_both_networks(digits):
     with pytest.raises(ValueError, match="one label per noise row"):
         model.sample(z)
     with pytest.raises(ValueError, match="one label per image"):
-        gan.GAN(model.config, digits[0])
+        gan_images.ImageGAN(model.config, digits[0])
 
 
 def test_unconditional_mnist_samples_from_noise_alone(digits):

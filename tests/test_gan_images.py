@@ -5,20 +5,20 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import checkpoint_weights, gan_resume_pair
+from conftest import checkpoint_weights, gan_resume_pair, run_example
 from PIL import Image
 
 import core
-from examples import gan, gan_data
+from examples import gan_data, gan_images, gan_metrics
 
 
 def test_mnist_run_writes_grids_gif_and_samples(tmp_path, mnist_dir):
     out = tmp_path / "mnist"
-    cfg = gan.Config(
+    cfg = gan_images.Config(
         dataset="mnist", data_dir=str(mnist_dir), steps=4, batch_size=16, num_samples=20, quality=False, out=str(out)
     )
     cfg.validate()
-    summary = gan.train(cfg)
+    summary = gan_images.train(cfg)
     assert summary["dataset"] == "mnist" and summary["steps"] == 4 and summary["train_seconds"] > 0
     samples = np.load(out / "samples.npy")
     assert samples.shape == (20, 28, 28, 1) and samples.dtype == np.float32
@@ -29,10 +29,10 @@ def test_mnist_run_writes_grids_gif_and_samples(tmp_path, mnist_dir):
 
 
 def test_mnist_summary_holds_generated_and_real_quality_figures(tmp_path, mnist_dir, monkeypatch):
-    monkeypatch.setattr(gan, "CLASSIFIER_EPOCHS", 1)  # the figures' plumbing, not the classifier's accuracy
-    monkeypatch.setattr(gan, "FRECHET_DRAWS", 3)
+    monkeypatch.setattr(gan_metrics, "CLASSIFIER_EPOCHS", 1)  # the figures' plumbing, not the classifier's accuracy
+    monkeypatch.setattr(gan_metrics, "FRECHET_DRAWS", 3)
     out = tmp_path / "q"
-    cfg = gan.Config(
+    cfg = gan_images.Config(
         dataset="mnist",
         data_dir=str(mnist_dir),
         steps=3,
@@ -40,7 +40,7 @@ def test_mnist_summary_holds_generated_and_real_quality_figures(tmp_path, mnist_
         classifier_cache=str(tmp_path / "cache"),
         out=str(out),
     )
-    gan.train(cfg)
+    gan_images.train(cfg)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("classifier_accuracy", "classes_covered", "class_kl", "confident_fraction", "frechet_distance"):
         assert key in summary and f"{key}_real" in summary or key == "classifier_accuracy"
@@ -60,23 +60,23 @@ def test_folder_run_one_grid_per_epoch_and_resume(tmp_path):
     (pics / "corrupt.jpg").write_bytes(b"\xff\xd8 broken jpeg")
     out = tmp_path / "run"
     common = dict(dataset="folder", data_dir=str(pics), image_size=8, batch_size=8, num_samples=5, out=str(out))
-    summary = gan.train(gan.Config(epochs=2, **common))
+    summary = gan_images.train(gan_images.Config(epochs=2, **common))
     assert summary["steps"] == 4  # 20 // 8 = 2 batches per epoch
     assert len(list((out / "grids").glob("epoch_*.png"))) == 2
     with Image.open(out / "grids.gif") as gif:
         assert gif.n_frames == 2
     assert np.load(out / "samples.npy").shape == (5, 8, 8, 3)
-    summary = gan.train(gan.Config(epochs=3, resume=True, **common))
+    summary = gan_images.train(gan_images.Config(epochs=3, resume=True, **common))
     assert summary["steps"] == 6
     assert len(list((out / "grids").glob("epoch_*.png"))) == 3
     # A fresh run in the same folder is refused (it would replace the finished run), and nothing is touched.
     with pytest.raises(core.UsageError, match="holds an earlier run .* --resume"):
-        gan.train(gan.Config(epochs=1, **common))
+        gan_images.train(gan_images.Config(epochs=1, **common))
     assert len(list((out / "grids").glob("epoch_*.png"))) == 3
     # Grids left by a run that never saved a checkpoint or summary do not join a fresh run's GIF.
     (out / "checkpoint.npz").unlink()
     (out / "summary.json").unlink()
-    gan.train(gan.Config(epochs=1, **common))
+    gan_images.train(gan_images.Config(epochs=1, **common))
     with Image.open(out / "grids.gif") as gif:
         assert gif.n_frames == 1
 
@@ -107,29 +107,29 @@ def test_classifier_quality_tells_real_digits_from_noise_and_is_cached(mnist_dir
     noise = np.random.default_rng(0).uniform(size=real.shape).astype("float32")
     readonly, cache = tmp_path / "missing" / "deeper", tmp_path / "cache"
     (tmp_path / "missing").write_bytes(b"")  # a file where a folder would be: not writable, skipped
-    good = gan.classifier_quality(x, y, real, [readonly, cache], epochs=5)
+    good = gan_metrics.classifier_quality(x, y, real, [readonly, cache], epochs=5)
     assert len(list(cache.glob("quality_classifier_*.npz"))) == 1
-    bad = gan.classifier_quality(x, y, noise, [readonly, cache], epochs=5)  # loaded, not trained again
+    bad = gan_metrics.classifier_quality(x, y, noise, [readonly, cache], epochs=5)  # loaded, not trained again
     assert bad["classifier_accuracy"] == good["classifier_accuracy"] > 0.85
     assert good["classes_covered"] == good["classes_covered_real"] == 10 and good["class_kl"] < 0.2
     assert abs(good["confident_fraction"] - good["confident_fraction_real"]) < 0.1
     assert good["frechet_distance"] < 0.2 * bad["frechet_distance"]
     assert bad["confident_fraction"] < 0.5 * good["confident_fraction_real"]
     # Another dataset (or recipe) is another key.
-    other = gan.classifier_quality(x[:2000], y[:2000], real, [cache], epochs=1)
+    other = gan_metrics.classifier_quality(x[:2000], y[:2000], real, [cache], epochs=1)
     assert len(list(cache.glob("quality_classifier_*.npz"))) == 2 and other["classifier_accuracy"] > 0.5
 
 
 @pytest.mark.slow
 def test_quality_classifier_reaches_98_percent_on_the_10000_digit_split(mnist_dir, tmp_path):
     x, y = gan_data.load_mnist_dir(mnist_dir)
-    q = gan.classifier_quality(x, y, x[:100].astype("float32") / 255.0, [tmp_path])
+    q = gan_metrics.classifier_quality(x, y, x[:100].astype("float32") / 255.0, [tmp_path])
     assert q["classifier_accuracy"] >= 0.98
 
 
 def test_samples_are_normalised_by_their_batch_without_touching_the_moving_statistics():
     images = np.random.default_rng(0).integers(0, 256, size=(64, 28, 28, 1), dtype="uint8")
-    model = gan.GAN(gan.Config(dataset="mnist", batch_size=8, precision="float32"), images)
+    model = gan_images.ImageGAN(gan_images.Config(batch_size=8, precision="float32"), images)
     g = model.sampler
     moving = [v.numpy().copy() for v in g.non_trainable_variables]
     z = np.random.default_rng(1).standard_normal((20, model.z_dim)).astype("float32")
@@ -143,15 +143,15 @@ def test_samples_are_normalised_by_their_batch_without_touching_the_moving_stati
     # Batches of 8; the last one (rows 16-19) filled up with rows 0-3, whose outputs are dropped.
     np.testing.assert_allclose(got[8:16], expected(np.arange(8, 16), True), atol=1e-5)
     np.testing.assert_allclose(got[16:], expected([16, 17, 18, 19, 0, 1, 2, 3], True)[:4], atol=1e-5)
-    model.config.sample_statistics = "moving"
-    np.testing.assert_allclose(model.sample(z), expected(np.arange(20), False), atol=1e-5)
-    assert np.abs(got - model.sample(z)).max() > 0.05
+    moving = model.sample(z, statistics="moving")
+    np.testing.assert_allclose(moving, expected(np.arange(20), False), atol=1e-5)
+    assert np.abs(got - moving).max() > 0.05
 
 
 @pytest.mark.parametrize("size", [28, 32])
 def test_conv_models_shapes(size):
-    g = gan.conv_generator(64, size, 3)
-    d = gan.conv_discriminator(size, 6)
+    g = gan_images.conv_generator(64, size, 3)
+    d = gan_images.conv_discriminator(size, 6)
     assert g.output_shape == (None, size, size, 3)
     assert d.output_shape == (None, 1)
 
@@ -163,6 +163,18 @@ def _pictures(tmp_path, n=40):
     for i in range(n):
         Image.fromarray(rng.integers(0, 255, (8, 8, 1), dtype=np.uint8)[..., 0]).save(pics / f"{i}.png")
     return pics
+
+
+def test_cli_smoke_run_of_the_image_program(tmp_path):
+    pics, out = _pictures(tmp_path, 16), tmp_path / "run"
+    argv = ["--dataset", "folder", "--data-dir", str(pics), "--image-size", "8", "--channels", "1"]
+    argv += ["--batch-size", "8", "--epochs", "1", "--num-samples", "4", "--out", str(out)]
+    res = run_example("gan_images", *argv)
+    assert res.returncode == 0, res.stderr
+    assert "stepping on" in res.stdout and "2 steps in" in res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "folder" and summary["steps"] == 2 and summary["epochs"] == 1
+    assert np.load(out / "samples.npy").shape == (4, 8, 8, 1)
 
 
 @pytest.mark.parametrize("device_data_mb", [1024.0, 0.0], ids=["on-device", "pipeline"])
@@ -180,7 +192,7 @@ def test_fused_calls_on_the_device_equal_single_steps(tmp_path):
     pics = _pictures(tmp_path)
     common = dict(dataset="folder", data_dir=str(pics), image_size=8, channels=1, batch_size=8, num_samples=5)
     for spc in (1, 5):
-        gan.train(gan.Config(epochs=2, steps_per_call=spc, out=str(tmp_path / f"spc{spc}"), **common))
+        gan_images.train(gan_images.Config(epochs=2, steps_per_call=spc, out=str(tmp_path / f"spc{spc}"), **common))
     a, b = checkpoint_weights(tmp_path / "spc1"), checkpoint_weights(tmp_path / "spc5")
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
@@ -200,8 +212,8 @@ def test_batch_indices_follow_the_epoch_orders():
 def test_mnist_curve_benchmark_scores_both_generators_every_n_steps(tmp_path, mnist_dir, monkeypatch, capsys):
     from benchmarks import gan_mnist_curve
 
-    monkeypatch.setattr(gan, "CLASSIFIER_EPOCHS", 1)
-    monkeypatch.setattr(gan, "FRECHET_DRAWS", 1)
+    monkeypatch.setattr(gan_metrics, "CLASSIFIER_EPOCHS", 1)
+    monkeypatch.setattr(gan_metrics, "FRECHET_DRAWS", 1)
     cache = str(tmp_path / "cache")
     flags = ["--data-dir", str(mnist_dir), "--steps", "4", "--num-samples", "100", "--classifier-cache", cache]
     assert gan_mnist_curve.main(["--every", "2", "--", *flags]) == 0

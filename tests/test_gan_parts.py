@@ -2,15 +2,18 @@
 
 import gzip
 import math
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
+from conftest import REPO
 from keras import ops
 from PIL import Image
 
 import core
-from examples import gan, gan_data, gan_metrics
+from examples import gan_data, gan_images, gan_metrics, gan_parts
 
 
 def softplus(x):
@@ -24,20 +27,20 @@ def test_ns_losses_match_hand_computed_values():
     real = ops.convert_to_tensor([1.0, -1.0])
     fake = ops.convert_to_tensor([0.0, 2.0])
     expected_d = (softplus(-1.0) + softplus(1.0)) / 2 + (softplus(0.0) + softplus(2.0)) / 2
-    assert float(gan.ns_d_loss(real, fake)) == pytest.approx(expected_d, rel=1e-6)
+    assert float(gan_parts.ns_d_loss(real, fake)) == pytest.approx(expected_d, rel=1e-6)
     # -log sigmoid(x) = softplus(-x)
     expected_g = (softplus(-0.0) + softplus(-2.0)) / 2
-    assert float(gan.ns_g_loss(fake)) == pytest.approx(expected_g, rel=1e-6)
+    assert float(gan_parts.ns_g_loss(fake)) == pytest.approx(expected_g, rel=1e-6)
     # A discriminator that cannot tell: both terms log 2.
     zeros = ops.zeros((5,))
-    assert float(gan.ns_d_loss(zeros, zeros)) == pytest.approx(2 * math.log(2), rel=1e-6)
+    assert float(gan_parts.ns_d_loss(zeros, zeros)) == pytest.approx(2 * math.log(2), rel=1e-6)
 
 
 def test_wgan_losses_match_hand_computed_values():
     real = ops.convert_to_tensor([3.0, 1.0])
     fake = ops.convert_to_tensor([-1.0, 0.0, 2.0])
-    assert float(gan.wgan_d_loss(real, fake)) == pytest.approx(1 / 3 - 2.0)
-    assert float(gan.wgan_g_loss(fake)) == pytest.approx(-1 / 3)
+    assert float(gan_parts.wgan_d_loss(real, fake)) == pytest.approx(1 / 3 - 2.0)
+    assert float(gan_parts.wgan_g_loss(fake)) == pytest.approx(-1 / 3)
 
 
 # ----- penalties against finite differences -----
@@ -69,7 +72,7 @@ def fd_input_grads(d, x, eps=1e-3):
 def test_r1_penalty_matches_finite_differences():
     d = small_d()
     x = np.random.default_rng(0).normal(size=(6, 3))
-    scores, r1 = gan.r1_penalty(d, ops.convert_to_tensor(x.astype("float32")))
+    scores, r1 = gan_parts.r1_penalty(d, ops.convert_to_tensor(x.astype("float32")))
     expected = np.mean(np.sum(fd_input_grads(d, x) ** 2, axis=1))
     assert float(r1) == pytest.approx(expected, rel=1e-3)
     np.testing.assert_allclose(ops.convert_to_numpy(scores)[:, 0], np.asarray(d(x.astype("float32")))[:, 0], rtol=1e-5)
@@ -77,16 +80,16 @@ def test_r1_penalty_matches_finite_differences():
 
 @pytest.mark.parametrize("rows, fraction, kept", [(8, 0.25, 2), (3, 0.25, 1), (5, 1.0, 5), (10, 0.5, 5)])
 def test_head_rows_keeps_a_fraction_and_at_least_one(rows, fraction, kept):
-    assert tuple(ops.shape(gan.head_rows(ops.zeros((rows, 2)), fraction))) == (kept, 2)
+    assert tuple(ops.shape(gan_parts.head_rows(ops.zeros((rows, 2)), fraction))) == (kept, 2)
 
 
 def test_r1_fraction_estimates_r1_on_the_first_rows_and_scores_all(mnist_dir):
     images, _ = gan_data.load_mnist(str(mnist_dir))
-    cfg = gan.Config(dataset="mnist", batch_size=8, r1_fraction=0.25, r1=2.0, augment_shift=0, precision="float32")
-    model = gan.GAN(cfg, images[:64])
+    cfg = gan_images.Config(batch_size=8, r1_fraction=0.25, r1=2.0, augment_shift=0, precision="float32")
+    model = gan_images.ImageGAN(cfg, images[:64])
     _, aux = model.d_loss({"idx": ops.convert_to_tensor(np.arange(8, dtype="int32"))})
     real = ops.convert_to_tensor(images[:8].astype("float32") / 127.5 - 1.0)
-    _, expected = gan.r1_penalty(model.d_scores, real[:2])
+    _, expected = gan_parts.r1_penalty(model.d_scores, real[:2])
     assert float(aux["d/r1"]) == pytest.approx(float(expected), rel=1e-5)
     scores = ops.convert_to_numpy(model.d_scores(real))
     assert float(aux["d/real_score"]) == pytest.approx(float(scores.mean()), rel=1e-5)
@@ -97,7 +100,7 @@ def test_gradient_penalty_matches_finite_differences():
     rng = np.random.default_rng(1)
     real, fake = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
     eps = rng.uniform(size=(5, 1))
-    gp = gan.gradient_penalty(d, *(ops.convert_to_tensor(a.astype("float32")) for a in (real, fake, eps)))
+    gp = gan_parts.gradient_penalty(d, *(ops.convert_to_tensor(a.astype("float32")) for a in (real, fake, eps)))
     g = fd_input_grads(d, eps * real + (1 - eps) * fake)
     expected = np.mean((np.sqrt(np.sum(g**2, axis=1)) - 1.0) ** 2)
     assert float(gp) == pytest.approx(expected, rel=1e-3)
@@ -108,7 +111,7 @@ def test_r1_penalty_is_differentiable_with_respect_to_the_weights():
     d = small_d(2)
     x = ops.convert_to_tensor(np.random.default_rng(2).normal(size=(4, 3)).astype("float32"))
     opt = keras.optimizers.SGD(0.0)
-    step = core.make_step([core.UpdateGroup("d", lambda b: gan.r1_penalty(d, x)[1], d.trainable_variables, opt)])
+    step = core.make_step([core.UpdateGroup("d", lambda b: gan_parts.r1_penalty(d, x)[1], d.trainable_variables, opt)])
     grad = step.gradients()["d"][0][0, 0]  # d r1 / d kernel[0, 0]
     kernel = d.trainable_variables[0]
     base = kernel.numpy().copy()
@@ -117,7 +120,7 @@ def test_r1_penalty_is_differentiable_with_respect_to_the_weights():
         k = base.copy()
         k[0, 0] += sign * 1e-2
         kernel.assign(k)
-        values.append(float(gan.r1_penalty(d, x)[1]))
+        values.append(float(gan_parts.r1_penalty(d, x)[1]))
     kernel.assign(base)
     assert abs(grad) > 1e-4
     assert grad == pytest.approx((values[0] - values[1]) / 2e-2, rel=2e-2)
@@ -128,13 +131,22 @@ def test_r1_penalty_is_differentiable_with_respect_to_the_weights():
 
 def test_pack_vectors_and_images():
     x = np.arange(12, dtype="float32").reshape(6, 2)
-    packed = ops.convert_to_numpy(gan.pack(ops.convert_to_tensor(x), 2))
+    packed = ops.convert_to_numpy(gan_parts.pack(ops.convert_to_tensor(x), 2))
     np.testing.assert_array_equal(packed, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
     imgs = np.random.default_rng(0).normal(size=(4, 3, 3, 2)).astype("float32")
-    p = ops.convert_to_numpy(gan.pack(ops.convert_to_tensor(imgs), 2))
+    p = ops.convert_to_numpy(gan_parts.pack(ops.convert_to_tensor(imgs), 2))
     assert p.shape == (2, 3, 3, 4)
     np.testing.assert_array_equal(p[1, ..., :2], imgs[2])
     np.testing.assert_array_equal(p[1, ..., 2:], imgs[3])
+
+
+@pytest.mark.parametrize("module", ["gan_parts", "gan_metrics"])
+def test_the_shared_modules_are_not_commands(module):
+    argv = [sys.executable, "-m", f"examples.{module}"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"examples.{module}: not a command")
 
 
 # ----- 2D metrics on constructed sample sets -----
@@ -338,7 +350,7 @@ def _find_shift(image, shifted, max_shift):
 
 def test_random_shift_moves_each_image_within_range_and_fills_background():
     x = np.random.default_rng(0).uniform(-1, 1, (64, 9, 7, 2)).astype("float32")  # not square: rows and columns
-    out = ops.convert_to_numpy(gan.random_shift(ops.convert_to_tensor(x), 2, keras.random.SeedGenerator(3)))
+    out = ops.convert_to_numpy(gan_parts.random_shift(ops.convert_to_tensor(x), 2, keras.random.SeedGenerator(3)))
     shifts = [_find_shift(x[i], out[i], 2) for i in range(len(x))]
     assert None not in shifts  # every image is its own shift of the input, within +-2
     assert {dy for dy, _ in shifts} == {dx for _, dx in shifts} == set(range(-2, 3))  # a fresh draw per image
@@ -350,9 +362,9 @@ def test_random_shift_passes_gradients_back_through_the_same_shift():
     seed = 7  # an integer seed draws the same shifts on every call
 
     def weighted(v):
-        return ops.sum(gan.random_shift(v, 3, seed) * w, axis=(1, 2, 3))
+        return ops.sum(gan_parts.random_shift(v, 3, seed) * w, axis=(1, 2, 3))
 
-    out = ops.convert_to_numpy(gan.random_shift(ops.convert_to_tensor(x), 3, seed))
+    out = ops.convert_to_numpy(gan_parts.random_shift(ops.convert_to_tensor(x), 3, seed))
     _, grad = core.input_gradient(weighted, ops.convert_to_tensor(x))
     grad = ops.convert_to_numpy(grad)
     for i in range(len(x)):

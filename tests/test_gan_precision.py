@@ -1,13 +1,15 @@
 """Mixed precision: the core's loss scaling (LossScaleOptimizer) against plain steps, and mixed GAN runs tracking
 float32 ones."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
 import core
-from examples import gan
+from examples import gan_2d, gan_images
 
 SPECS = {"x": core.InputSpec((None, 2)), "y": core.InputSpec((None, 1))}
 
@@ -61,9 +63,9 @@ def test_overflowing_scale_skips_the_update_and_halves_the_scale():
 
 
 def _losses(precision, steps=300):
-    cfg = gan.Config(steps=steps, lr_decay=1.0, precision=precision, steps_per_call=100)
+    cfg = gan_2d.Config(steps=steps, lr_decay=1.0, steps_per_call=100)
     core.seed_everything(0)
-    model = gan.GAN(cfg)
+    model = gan_2d.MixtureGAN(cfg, precision=precision)  # not a flag: the 2D program trains in float32
     calls = [model.step.train_steps(num_steps=100) for _ in range(steps // 100)]
     return {k: np.concatenate([c[k] for c in calls]) for k in ("d/loss", "g/loss")}, model
 
@@ -94,7 +96,7 @@ def test_mixed_float16_image_run(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(16):
         Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(pics / f"{i}.png")
-    cfg = gan.Config(
+    cfg = gan_images.Config(
         dataset="folder",
         data_dir=str(pics),
         image_size=8,
@@ -105,7 +107,7 @@ def test_mixed_float16_image_run(tmp_path):
         precision="mixed_float16",
         out=str(tmp_path / "run"),
     )
-    summary = gan.train(cfg)
+    summary = gan_images.train(cfg)
     assert summary["steps"] == 4
     assert np.all(np.isfinite(np.load(tmp_path / "run" / "samples.npy")))
 
@@ -113,10 +115,12 @@ def test_mixed_float16_image_run(tmp_path):
 def test_auto_precision_follows_native_bfloat16_and_sets_the_epochs(monkeypatch):
     for native in (True, False):
         monkeypatch.setattr(core, "native_bfloat16", lambda native=native: native)
-        s = gan.settings(gan.Config(dataset="mnist"))
-        assert (s["precision"], s["epochs"]) == (("mixed_bfloat16", 22) if native else ("float32", 18))
-        assert gan.settings(gan.Config(dataset="ring"))["precision"] == "float32"  # 2D: always float32
-        assert gan.settings(gan.Config(dataset="mnist", precision="float32", epochs=3))["epochs"] == 3
+        config = gan_images.Config(dataset="mnist")
+        expected = ("mixed_bfloat16", 22) if native else ("float32", 18)
+        assert (config.compute_precision(), config.epoch_budget()) == expected
+        assert gan_2d.MixtureGAN.precision == "float32"  # 2D: always float32 (no --precision flag)
+        assert "precision" not in {f.name for f in dataclasses.fields(gan_2d.Config)}
+        assert gan_images.Config(dataset="mnist", precision="float32", epochs=3).epoch_budget() == 3
 
 
 def test_native_bfloat16_on_the_cpu_reads_the_cpu_flags():

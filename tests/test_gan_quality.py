@@ -2,15 +2,15 @@
 
 import pytest
 
-from examples import gan
+from examples import gan_2d
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["ring", "grid"])
 def test_default_run_meets_the_quality_bar(dataset):
-    cfg = gan.Config(dataset=dataset, seed=0)
+    cfg = gan_2d.Config(dataset=dataset, seed=0)
     cfg.validate()
-    summary = gan.train(cfg)
+    summary = gan_2d.train(cfg)
     assert summary["modes_captured"] == summary["num_modes"]
     assert summary["reverse_kl"] <= 0.05
     assert summary["high_quality_fraction"] >= (0.9 if dataset == "ring" else 0.8)
