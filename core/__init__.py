@@ -9,7 +9,7 @@ nothing else in the process. The public names, by topic (docs/core.md follows th
   ``global_norm``; ``ema``, ``EMA``, ``copy_weights``
 - a run: ``Run``, ``RunConfig``; its pieces ``Checkpointer``, ``save_checkpoint``, ``load_checkpoint``,
   ``GracefulInterrupt``, ``assert_finite``, ``RunLogger``, ``Progress``, ``write_summary``, ``strict_json``,
-  ``atomic_write_bytes``, ``rng_state``, ``set_rng_state``
+  ``atomic_write_bytes``, ``rng_state``, ``set_rng_state``; ``save_keras``, ``export_models`` (``.keras`` files out)
 - seeds and devices: ``seed_everything``, ``derive_seed``, ``derived_rng``; ``describe_device``, ``gpu_available``,
   ``native_bfloat16``, ``enable_compilation_cache``
 - data parallel: ``DataParallel``, ``SingleDevice``, ``devices_from_flag``
@@ -39,6 +39,7 @@ from core.averaging import EMA, copy_weights, ema
 # A run and its pieces
 from core.lifecycle import Run, RunConfig
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.export import export_models, save_keras
 from core.runs import Checkpointer, GracefulInterrupt, assert_finite, rng_state, set_rng_state
 from core.run_log import Progress, RunLogger, atomic_write_bytes, strict_json, write_summary
 
@@ -79,6 +80,7 @@ __all__ = [
     # a run and its pieces
     "Run", "RunConfig", "Checkpointer", "save_checkpoint", "load_checkpoint", "GracefulInterrupt", "assert_finite",
     "RunLogger", "Progress", "write_summary", "strict_json", "atomic_write_bytes", "rng_state", "set_rng_state",
+    "save_keras", "export_models",
     # seeds and devices
     "seed_everything", "derive_seed", "derived_rng",
     "describe_device", "gpu_available", "native_bfloat16", "enable_compilation_cache",

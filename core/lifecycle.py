@@ -33,6 +33,7 @@ import numpy as np
 
 from core.config import arg
 from core.errors import NonFiniteLossError, UsageError
+from core.export import Exported, export_models
 from core.run_log import RunLogger, write_summary
 from core.runs import Checkpointer, FolderLock, GracefulInterrupt, assert_finite, rng_state, set_rng_state
 
@@ -82,7 +83,8 @@ class Run:
     the fields named by ``may_change`` (budgets, evaluation, speed knobs) and ``RESUME_MAY_CHANGE``: a flag
     that would change what is being trained is refused, not silently overridden by the checkpoint. In a run of several
     processes only the ``chief`` (process 0) writes checkpoints, TensorBoard, the bar and summary.json; every
-    process reads the checkpoint on resume.
+    process reads the checkpoint on resume. ``export`` names the trained networks (or functions that build them at
+    that moment) written as ``<name>.keras`` with every checkpoint, for ``keras.saving.load_model``.
     """
 
     def __init__(
@@ -100,9 +102,11 @@ class Run:
         may_change: Sequence[str] = (),
         resolve: Callable[[dict], dict] | None = None,
         chief: bool = True,
+        export: Mapping[str, Exported] | None = None,
     ):
         self.config = config
         self.chief = chief
+        self.export = dict(export or {})
         self.out = Path(config.out) if config.out else None
         self.total, self.unit, self.desc, self.bar_keys = int(total), unit, desc, bar_keys
         self.checkpoint_every = checkpoint_every
@@ -206,8 +210,9 @@ class Run:
             self._lock.acquire()  # one run at a time in a folder
         except OSError as e:
             raise UsageError(f"--out {self.out} is not a writable folder ({e.strerror or e})") from None
-        for stale in self.out.rglob(".*.tmp"):  # half-written files of a crashed run (core.run_log.atomic_write_bytes)
-            stale.unlink(missing_ok=True)
+        for pattern in (".*.tmp", ".*.tmp.keras"):  # half-written files of a crashed run (atomic writes)
+            for stale in self.out.rglob(pattern):
+                stale.unlink(missing_ok=True)
         # Only a checkpoint makes an earlier run: a summary alone is a run that stopped before its first one
         # (a fault, a non-finite loss at the start), with nothing to resume; a fresh run may take the folder.
         earlier = [p.name for p in (self._checkpointer.path, self.out / "summary.json") if p.exists()]
@@ -335,6 +340,7 @@ class Run:
         }
         with self._interrupt.deferred():  # a second signal waits for the write: never a half-written checkpoint
             path = self._checkpointer.save(meta)
+            export_models(self.out, self.export)
         self._saved_at = self.step
         return path
 

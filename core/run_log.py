@@ -28,12 +28,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def file_mode() -> int:
+    """The mode a plain ``open`` gives a new file: 0666 less the umask."""
+    return 0o666 & ~_umask()
 
 
 @functools.cache

@@ -107,6 +107,7 @@ def train(config: Config) -> dict:
         checkpoint_every=per_epoch,
         may_change=("epochs", "steps_per_call", "test_samples", "devices"),  # the rest would change what is trained
         chief=parallel.is_chief,
+        export={"model": model},
     )
     with run:
         while run.running:
