@@ -39,8 +39,8 @@ def worker(repeats: int) -> dict:
     import keras
 
     import core
-    from examples.gan import GAN
-    from examples.gan import Config as GanConfig
+    from examples.gan_2d import Config as GanConfig
+    from examples.gan_2d import MixtureGAN as GAN
     from examples.sum import sse
 
     keras.utils.set_random_seed(0)

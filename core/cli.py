@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 
 from core.config import parse_config
 from core.device import enable_compilation_cache
-from core.errors import CheckpointError, InputError, NonFiniteLossError, StartupError, UsageError
+from core.errors import (
+    CheckpointError,
+    InputError,
+    NonFiniteLossError,
+    StartupError,
+    StepDefinitionError,
+    UsageError,
+)
 from core.runs import STOP_SIGNALS, forget_stop_signal, stop_signal
 
 C = TypeVar("C")
@@ -111,7 +118,7 @@ def _child_failure(e: subprocess.CalledProcessError) -> str:
 def bad_input(prog: str, e: Exception) -> int:
     """Exit code 2 and one line for the faults of the input (a UsageError, a check of the step's inputs, a file
     or folder that cannot be read or written, sizes that ran out of memory); anything else is re-raised."""
-    if isinstance(e, UsageError | InputError | CheckpointError | StartupError | OSError):
+    if isinstance(e, UsageError | InputError | CheckpointError | StartupError | StepDefinitionError | OSError):
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
     elif out_of_memory(e):
         print(f"{prog}: error: out of memory ({_one_line(e)[:200]}); lower the sizes in the flags", file=sys.stderr)

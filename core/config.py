@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -124,12 +123,12 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def _owners(words: Sequence[str], programs: Sequence[str]) -> str:
-    """``" (--epochs is a flag of python -m examples.gan_images)"`` for the given flags another program has."""
+    """``" (--epochs is a flag of python -m examples.gan_images)"`` for the given flags other programs have."""
     notes = []
     for flag in (w.split("=", 1)[0] for w in words if w.startswith("--")):
-        owner = next((m for m in programs if flag in _flags_of(m)), None)
-        if owner:
-            notes.append(f"{flag} is a flag of python -m {owner}")
+        owners = [f"python -m {m}" for m in dict.fromkeys(programs) if flag in _flags_of(m)]
+        if owners:
+            notes.append(f"{flag} is a flag of {' and '.join(owners)}")
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -195,11 +194,8 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, programs: Sequ
     parser = make_parser(cls, programs=programs)
     ns = vars(parser.parse_args(argv))
     ns.pop("verbose")
-    given = _given_flags(parser, argv, list(ns))
     try:
         config = cls(**ns)
-        with contextlib.suppress(AttributeError, TypeError):  # a slotted config cannot take it: nothing refused
-            object.__setattr__(config, "_given_flags", given)  # for RunConfig.refuse_unused; not a field
         check_ranges(config)
         validate = getattr(config, "validate", None)
         if validate:
@@ -207,10 +203,3 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, programs: Sequ
     except UsageError as e:
         parser.error(str(e))
     return config
-
-
-def _given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None, names: list[str]) -> frozenset:
-    """The fields set on the command line (not left at their defaults): parsed again with a marker as default."""
-    unset = object()
-    parser.set_defaults(**{name: unset for name in names})
-    return frozenset(k for k, v in vars(parser.parse_args(argv)).items() if k in names and v is not unset)

@@ -53,15 +53,6 @@ class RunConfig:
     """how steps are compiled: eager (plain Python, for debugging), graph (tf.function; jax.jit on JAX) or
     xla (tf.function with jit_compile; jax.jit on JAX)"""
 
-    def refuse_unused(self, names: Sequence[str], why: str) -> None:
-        """A flag given on the command line that has no effect here is a UsageError, not silently ignored.
-
-        Only flags given on the command line count (``core.parse_config`` records them); a config built in code
-        is not checked."""
-        for name in names:
-            if name in getattr(self, "_given_flags", ()):
-                raise UsageError(f"--{name.replace('_', '-')} has no effect {why}")
-
 
 # Fields of every config that a resumed run may change: where it writes, and how its steps are compiled.
 RESUME_MAY_CHANGE = ("out", "resume", "mode")

@@ -115,6 +115,12 @@ def _check_after_update(groups: Sequence[UpdateGroup], rules: Sequence[Callable[
 
 def _check_parallel(groups: Sequence[UpdateGroup], mechanics: Any) -> None:
     for group in groups:
+        for option, instead in mechanics.unsupported_optimizer_options.items():
+            if getattr(group.optimizer, option, None):
+                raise StepDefinitionError(
+                    f"update group {group.name!r}: the optimizer's {option} does not work data parallel on "
+                    f"{keras.backend.backend()}; use {instead}"
+                )
         if isinstance(group.optimizer, keras.optimizers.LossScaleOptimizer) and not mechanics.loops_with_updates:
             raise StepDefinitionError(
                 f"update group {group.name!r}: float16 loss scaling is not supported in a data-parallel "
@@ -251,12 +257,20 @@ class StepFunctions:
         """One update of ``group``: gradients, transform, optimizer; returns its logs."""
         if isinstance(group.optimizer, keras.optimizers.LossScaleOptimizer):
             return self._scaled_update(group, batch)
-        loss, aux, grads = self._group_grads(group, batch)
+        # A Keras optimizer's fixed loss_scale_factor: the loss is scaled for the gradients (as Keras' own trainers
+        # do) and the gradients unscaled for the logs and the transform; the optimizer unscales what it is given.
+        scale = group.optimizer.loss_scale_factor
+        if scale is None:
+            loss, aux, grads = self._group_grads(group, batch)
+        else:
+            scaled = _Scaled(group.name, group.loss_fn, scale)
+            _, aux, grads = self._group_grads(UpdateGroup(group.name, scaled, group.variables, group.optimizer), batch)
+            loss, grads = aux.pop(scaled.key), [g / scale for g in grads]
         if self._mechanics is not None:  # the global batch's gradients, before the transform sees them
             grads = list(self._mechanics.mean_gradients(grads))
         logs = self._transformed(group, loss, grads)
         applied = self._mechanics.optimizer_gradients(grads) if self._mechanics is not None else grads
-        group.optimizer.apply(applied, list(group.variables))
+        group.optimizer.apply(applied if scale is None else [g * scale for g in applied], list(group.variables))
         return {**logs, **aux}
 
     def _transformed(self, group: UpdateGroup, loss: Any, grads: list) -> dict:

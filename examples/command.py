@@ -79,7 +79,8 @@ def _prog() -> str:
 
 def not_a_command(module: str) -> int:
     """For ``python -m`` of a library module: one line naming the commands, code 2 (it would do nothing)."""
-    print(f"{module}: not a command; run python3 -m examples.sum|gan|reinforce|ppo (--help)", file=sys.stderr)
+    print(f"{module}: not a command; run python3 -m examples.sum|gan|gan_2d|gan_images|reinforce|ppo|reinforce_mc "
+          "(--help)", file=sys.stderr)  # fmt: skip
     return 2
 
 

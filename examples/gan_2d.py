@@ -257,7 +257,7 @@ def fmt_metrics(m: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     # The other GAN program first: a flag it shares with another command (--epochs) names it.
-    return core.run_main(train, Config, argv, ("examples.gan_images", *PROGRAMS))
+    return core.run_main(train, Config, argv, ("examples.gan_images", *PROGRAMS))  # the sibling named first
 
 
 if __name__ == "__main__":

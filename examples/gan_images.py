@@ -433,7 +433,7 @@ def finish(run: core.Run, gan: ImageGAN, images, labels, grid: Grid, summary: di
 
 def main(argv: list[str] | None = None) -> int:
     # The other GAN program first: a flag it shares with another command (--epochs) names it.
-    return core.run_main(train, Config, argv, ("examples.gan_2d", *PROGRAMS))
+    return core.run_main(train, Config, argv, ("examples.gan_2d", *PROGRAMS))  # the sibling named first
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class Config(core.RunConfig):
     """Adam learning rate (the article used 1e-4, which needs far more epochs)"""
     batch_size: int = core.arg(1, min=1)
     """samples per step (the article: 1)"""
+    accumulate: int = core.arg(1, min=1, max=10_000)
+    """gradient accumulation: Adam updates once every N steps, with the mean of their gradients (Keras'
+    gradient_accumulation_steps), so a batch N times --batch-size trains without being held at once"""
     steps_per_call: int = core.arg(1, min=1, max=100_000)
     """train steps fused into one compiled call (100 with batch size 1 = one call per epoch)"""
     train_samples: int = core.arg(100, min=1, max=10_000_000)
@@ -67,7 +70,8 @@ def build(config: Config, parallel: core.DataParallel | core.SingleDevice):
     y_true = keras.Input(shape=[1], name="y_true")
     with parallel.scope():
         model = keras.Model(x, keras.layers.Dense(1)(x))
-        optimizer = keras.optimizers.Adam(learning_rate=config.lr)
+        accumulate = config.accumulate if config.accumulate > 1 else None
+        optimizer = keras.optimizers.Adam(learning_rate=config.lr, gradient_accumulation_steps=accumulate)
     y_pred = model(x)
     loss = sse(y_true, y_pred)
     # A mean over rows is the same figure however the rows are split over devices; a sum is not.

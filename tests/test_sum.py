@@ -81,3 +81,13 @@ def test_default_run_converges(tmp_path):
     assert s["test_mse"] < 1e-3
     np.testing.assert_allclose(s["kernel"], [1, 1], atol=0.02)
     assert s["train_seconds"] < 30
+
+
+def test_accumulating_two_batches_of_one_trains_as_one_batch_of_two(tmp_path):
+    """The SSE of two rows is the sum of theirs, and Adam ignores the gradients' scale but for its epsilon: the
+    mean of two accumulated micro-batches updates like the batch of both (the same rows: one order per epoch)."""
+    accumulated = sum_example.train(sum_example.Config(epochs=3, batch_size=1, accumulate=2, mode="graph"))
+    whole = sum_example.train(sum_example.Config(epochs=3, batch_size=2, mode="graph"))
+    separate = sum_example.train(sum_example.Config(epochs=3, batch_size=1, mode="graph"))
+    np.testing.assert_allclose(accumulated["kernel"], whole["kernel"], rtol=1e-4)
+    assert np.max(np.abs(np.subtract(accumulated["kernel"], separate["kernel"]))) > 1e-3  # and unlike no accumulation

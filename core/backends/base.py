@@ -122,6 +122,8 @@ class DataParallelMechanics(abc.ABC):
     process_index: int = 0
     loops_with_updates: bool = True
     """whether an optimizer may apply inside a compiled loop (repeat_key groups, fused calls)"""
+    unsupported_optimizer_options: dict[str, str] = {}
+    """Keras optimizer options this engine cannot apply data parallel, each with what to use instead"""
 
     @abc.abstractmethod
     def describe(self) -> str: ...

@@ -203,6 +203,16 @@ class TensorFlowDataParallel(DataParallelMechanics):
 
     # The Keras optimizer's apply goes through merge_call, which cannot run inside a loop in a replica.
     loops_with_updates = False
+    # Measured (tests/test_optimizer_options.py): Keras clips each replica's share of the gradients before
+    # tf.distribute sums them, so the clipping thresholds act on the wrong norm; accumulation and EMA overwriting
+    # branch (ops.cond) around merge_call, which tf.distribute refuses inside a replica.
+    unsupported_optimizer_options = {
+        "clipnorm": "core.clip_by_global_norm as the group's transform (it sees the global gradients)",
+        "global_clipnorm": "core.clip_by_global_norm as the group's transform (it sees the global gradients)",
+        "clipvalue": "core.clip_by_value as the group's transform (it sees the global gradients)",
+        "gradient_accumulation_steps": "a larger global batch over more devices, or the JAX backend",
+        "ema_overwrite_frequency": "core.ema into a copy of the model, or the JAX backend",
+    }
 
     def __init__(self, count: int | None):
         import json
