@@ -128,7 +128,7 @@ def _owners(words: Sequence[str], programs: Sequence[str]) -> str:
     for flag in (w.split("=", 1)[0] for w in words if w.startswith("--")):
         owners = [f"python -m {m}" for m in dict.fromkeys(programs) if flag in _flags_of(m)]
         if owners:
-            notes.append(f"{flag} is a flag of {' and '.join(owners)}")
+            notes.append(f"{flag} is a flag of {', '.join(owners[:-1])}{' and ' if owners[1:] else ''}{owners[-1]}")
     return f" ({'; '.join(notes)})" if notes else ""
 
 

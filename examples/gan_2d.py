@@ -203,7 +203,6 @@ def train(config: Config) -> dict:
     gan = MixtureGAN(config, parallel)
     eval_z = eval_noise(config, gan.z_dim)
     print(f"stepping on {core.describe_device()}, {parallel.describe()}")
-    frames: list[np.ndarray] = []
     run = core.Run(
         config,
         gan.checkpoint_objects(),
@@ -214,8 +213,11 @@ def train(config: Config) -> dict:
         rng=rng,
         may_change=MAY_CHANGE,
         chief=parallel.is_chief,
+        export=gan.networks(),
     )
     with run:
+        gan_parts.forget_frames(run, "frames")
+        frames: list[np.ndarray] = []  # without --out; with it the frames are files, so a resumed run has them all
         last_log = run.step
         while run.running:
             n = min(config.steps_per_call, run.total - run.step)
@@ -224,7 +226,11 @@ def train(config: Config) -> dict:
             if run.step - last_log >= config.log_every or run.step == run.total:
                 samples = gan.sample(eval_z)
                 run.log({**logs, **mode_charts(samples, gan)})
-                frames.append(scatter_png(samples[:1000], gan.modes_np, gan.std, 240, f"step {run.step}"))
+                frame = scatter_png(samples[:1000], gan.modes_np, gan.std, 240, f"step {run.step}")
+                if run.out is None:
+                    frames.append(frame)
+                elif run.chief:
+                    core.save_png(frame, run.out / "frames" / f"step_{run.step:09d}.png")
                 last_log = run.step
 
     samples = gan.sample(eval_z)
@@ -235,7 +241,7 @@ def train(config: Config) -> dict:
     )
     caption = f"{config.dataset}, {run.step} steps: {fmt_metrics(metrics)}"
     picture = scatter_png(samples, gan.modes_np, gan.std, caption=caption)
-    gan_parts.write_outputs(run, samples, picture, frames, "training.gif", fps=4)
+    gan_parts.write_outputs(run, samples, picture, frames or gan_parts.frames_on_disk(run, "frames"), "training.gif", 4)
     return summary
 
 

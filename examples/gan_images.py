@@ -27,7 +27,6 @@ from typing import Literal
 import keras
 import numpy as np
 from keras import ops
-from PIL import Image
 
 import core
 from examples import PROGRAMS, gan_data, gan_metrics, gan_parts
@@ -336,6 +335,7 @@ def train(config: Config) -> dict:
         may_change=MAY_CHANGE,
         resolve=lambda saved: {"precision": Config(precision=saved["precision"]).compute_precision()},
         chief=parallel.is_chief,
+        export=gan.networks(),
     )
     grid = Grid(gan, config.seed, scale=2 if images.shape[1] < 64 else 1)
     with run:
@@ -361,9 +361,7 @@ class Grid:
 def train_epochs(run: core.Run, gan: ImageGAN, images: np.ndarray, labels: np.ndarray | None, grid: Grid) -> None:
     """Train to the run's end (or Ctrl-C), checking a resumed run's data first; a grid and a line per epoch."""
     check_same_data(run, images, labels)
-    if run.out is not None and run.chief and not run.config.resume:  # a crashed run's grids must not join this GIF
-        for old in run.out.glob("grids/epoch_*.png"):
-            old.unlink()
+    gan_parts.forget_frames(run, "grids")
     per_epoch = len(images) // gan.batch_size
     while run.running:
         for n, logs in epoch_calls(gan, images, run, per_epoch):
@@ -425,7 +423,7 @@ def finish(run: core.Run, gan: ImageGAN, images, labels, grid: Grid, summary: di
         quality = gan_metrics.classifier_quality(images, labels, samples, cache, gan_metrics.CLASSIFIER_EPOCHS)
         summary = run.write_summary(quality)
         print(gan_metrics.fmt_quality(summary))
-    frames = [np.asarray(Image.open(p)) for p in sorted(run.out.glob("grids/epoch_*.png"))] if run.out else []
+    frames = gan_parts.frames_on_disk(run, "grids")
     picture = grid.picture()
     gan_parts.write_outputs(run, samples[: config.num_samples], picture, frames, "grids.gif", fps=2, scale=grid.scale)
     return summary

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 from keras import ops
+from PIL import Image
 
 GP_WEIGHT = 10.0
 """WGAN-GP's penalty weight lambda on (||grad D(x_hat)|| - 1)^2: the 10 of Gulrajani et al., for every dataset"""
@@ -318,20 +319,36 @@ class GAN:
         objects = {"g": self.G, "d": self.D, "g_opt": self.g_opt, "d_opt": self.d_opt, "seed": self.seed_gen}
         return objects if self.G_avg is None else {**objects, "g_avg": self.G_avg}
 
+    def networks(self) -> dict:
+        """The trained networks as a run exports them (``<name>.keras``, for ``keras.saving.load_model``)."""
+        networks = {"generator": self.G, "discriminator": self.D}
+        return networks if self.G_avg is None else {**networks, "generator_average": self.G_avg}
+
 
 # ----- the files a run writes -----
 
 
 def write_outputs(run: core.Run, samples: np.ndarray, picture, frames: list, gif: str, fps: float, scale=1) -> None:
-    """samples.npy, samples.png and the GIF under --out, after summary.json; say how to resume if interrupted."""
+    """samples.npy, samples.png and the GIF under --out, after summary.json (an interrupted run's ``core.Run``
+    has already said how to resume it)."""
     if run.out is not None and run.chief:
         np.save(run.out / "samples.npy", samples.astype("float32"))
         core.save_png(picture, run.out / "samples.png", scale=scale)
         if frames:
             core.save_gif(frames, run.out / gif, fps=fps)
         print(f"wrote {run.out / 'summary.json'}, samples.npy, samples.png and {gif}")
-    if run.interrupted:
-        print(f"interrupted at step {run.step}; continue with --resume --out {run.out}")
+
+
+def frames_on_disk(run: core.Run, folder: str) -> list[np.ndarray]:
+    """The frames a run saved as ``--out/<folder>/*.png`` (a resumed run's earlier ones included), in order."""
+    return [np.asarray(Image.open(p)) for p in sorted(run.out.glob(f"{folder}/*.png"))] if run.out else []
+
+
+def forget_frames(run: core.Run, folder: str) -> None:
+    """A fresh run in a folder a crashed run used: its frames must not join this run's GIF."""
+    if run.out is not None and run.chief and not run.config.resume:
+        for old in run.out.glob(f"{folder}/*.png"):
+            old.unlink()
 
 
 if __name__ == "__main__":

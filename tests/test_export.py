@@ -91,3 +91,35 @@ def test_a_run_exports_at_each_checkpoint_what_the_function_builds_then(tmp_path
     x = np.arange(6, dtype="float32").reshape(2, 3)
     expected = keras.ops.convert_to_numpy(dense(x - built[-1]))
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "policy.keras")(x), expected, rtol=1e-6)
+
+
+def _networks_from_checkpoint(gan, out) -> dict:
+    core.load_checkpoint(out / "checkpoint.npz", {"g": gan.G, "d": gan.D, "g_avg": gan.G_avg})
+    return gan.networks()
+
+
+def test_the_2d_gan_writes_g_d_and_the_average_and_each_loads_on_both_backends(tmp_path):
+    from examples import gan_2d
+
+    config = gan_2d.Config(steps=100, steps_per_call=50, ema_decay=0.9, num_samples=50, out=str(tmp_path))
+    gan_2d.train(config)
+    assert sorted(p.name for p in tmp_path.glob("*.keras")) == [
+        "discriminator.keras", "generator.keras", "generator_average.keras"]  # fmt: skip
+    networks = _networks_from_checkpoint(gan_2d.MixtureGAN(gan_2d.Config(ema_decay=0.9)), tmp_path)
+    rng = np.random.default_rng(0)
+    for name, model in networks.items():
+        x = rng.normal(size=(5, model.inputs[0].shape[-1])).astype("float32")
+        assert_reproduces(model, tmp_path / f"{name}.keras", x, tmp_path, other_backend=name != "discriminator")
+
+
+def test_the_image_gan_writes_its_networks_and_they_load(tmp_path, mnist_dir):
+    from examples import gan_images
+
+    common = dict(dataset="mnist", data_dir=str(mnist_dir), quality=False, precision="float32")
+    gan_images.train(gan_images.Config(steps=3, num_samples=4, out=str(tmp_path), **common))
+    images, labels = gan_images.load_images(gan_images.Config(**common))
+    networks = _networks_from_checkpoint(gan_images.ImageGAN(gan_images.Config(**common), images), tmp_path)
+    z = np.random.default_rng(0).normal(size=(4, 64)).astype("float32")
+    assert_reproduces(networks["generator_average"], tmp_path / "generator_average.keras", z, tmp_path)
+    x = images[:4].astype("float32") / 127.5 - 1.0
+    assert_reproduces(networks["discriminator"], tmp_path / "discriminator.keras", x, tmp_path, other_backend=False)

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REPO, checkpoint_weights, start_example
+from PIL import Image
 
 import core
 import core.launch
@@ -354,3 +355,25 @@ def test_a_coordinator_or_worker_port_in_use_is_one_line_naming_it(tmp_path):
         )  # fmt: skip
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and f"port {port} on localhost is in use" in lines[0], res.stderr
+
+
+def test_a_2d_gan_gif_has_every_frame_after_a_crash_and_a_resume(tmp_path, monkeypatch):
+    from examples import gan_2d
+
+    common = dict(steps=600, steps_per_call=100, log_every=200, checkpoint_every=200, num_samples=100)
+    gan_2d.train(gan_2d.Config(out=str(tmp_path / "full"), **common))
+    original = core.Run.advance
+
+    def crash_after_the_first_checkpoint(self, n, logs=None, show=None):
+        original(self, n, logs, show)
+        if self.step == 300:  # past the checkpoint at 200 and the frame at 200: a kill -9 here loses nothing saved
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(core.Run, "advance", crash_after_the_first_checkpoint)
+    with pytest.raises(RuntimeError, match="killed"):
+        gan_2d.train(gan_2d.Config(out=str(tmp_path / "part"), **common))
+    monkeypatch.undo()
+    gan_2d.train(gan_2d.Config(out=str(tmp_path / "part"), resume=True, **common))
+    for run in ("full", "part"):
+        with Image.open(tmp_path / run / "training.gif") as gif:
+            assert gif.n_frames == 3, run
