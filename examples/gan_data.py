@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 import core
 
@@ -41,7 +42,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                 raise core.UsageError(f"{path} is not an MNIST IDX file ({found})")
             header = f.read(4 * (magic - 2048))
             dims = [int.from_bytes(header[i : i + 4], "big") for i in range(0, len(header), 4)]
-            count = int(np.prod(dims, dtype=np.int64))
+            count = math.prod(dims)  # Python integers: three 32-bit dimensions overflow NumPy's int64
             if len(header) < 4 * (magic - 2048) or count > MAX_IDX_BYTES:
                 raise core.UsageError(f"{path}: header {dims} is cut short or announces more than 2 GB")
             data = f.read(count + 1)
@@ -99,24 +100,27 @@ def load_mnist(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     return x_train[..., None], y_train
 
 
-def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int) -> tuple[np.ndarray, int]:
+def load_folder(data_dir: str | os.PathLike, image_size: int, channels: int) -> tuple[np.ndarray, list[Path]]:
     """Every readable picture under ``data_dir``, converted and resized to (image_size, image_size, channels).
 
-    Returns the images and the number of files skipped as unreadable; no readable image is a UsageError.
+    Returns the images and the files skipped as unreadable (a damaged picture is skipped, not fatal: a folder of
+    thousands scraped from the web often holds a few; the run names them); no readable image is a UsageError.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise core.UsageError(f"--data-dir {data_dir} is not a folder")
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     mode = "L" if channels == 1 else "RGB"
-    images, skipped = [], 0
+    images, skipped = [], []
     for path in files:
         try:
             with Image.open(path) as img:
                 img = img.convert(mode).resize((image_size, image_size), Image.BILINEAR)
                 arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
-            skipped += 1
+        except MemoryError:
+            raise
+        except Exception:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ... on damaged files
+            skipped.append(path)
             continue
         images.append(arr.reshape(image_size, image_size, channels))
     if not images:

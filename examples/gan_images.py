@@ -300,7 +300,8 @@ def load_images(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
     if config.dataset == "mnist":
         return gan_data.load_mnist(config.data_dir)
     images, skipped = gan_data.load_folder(config.data_dir, config.image_size, config.channels)
-    note = f", skipped {skipped} unreadable file(s)" if skipped else ""
+    named = ", ".join(p.name for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    note = f", skipped {len(skipped)} unreadable file(s): {named}" if skipped else ""
     print(f"loaded {len(images)} pictures from {config.data_dir}{note}")
     return images, None
 

@@ -428,3 +428,31 @@ def test_policy_gradient_flags_of_the_other_program_are_argparse_errors(capsys, 
     import importlib
 
     one_line_exit_2(importlib.import_module(f"examples.{program}").main, argv, capsys, needle)
+
+
+def test_a_damaged_picture_in_a_folder_is_skipped_by_name_whatever_byte_is_damaged(tmp_path):
+    """A class, not a case: every single-byte change of a small PNG (a valid signature with a corrupt chunk makes
+    Pillow raise SyntaxError, other bytes other errors or none) either loads or is skipped and named."""
+    from PIL import Image
+
+    from examples import gan_data
+
+    Image.new("RGB", (6, 5), (10, 200, 30)).save(tmp_path / "good.png")
+    png = (tmp_path / "good.png").read_bytes()
+    damaged = tmp_path / "damaged.png"
+    for i in range(len(png)):
+        data = bytearray(png)
+        data[i] ^= 0x5A
+        damaged.write_bytes(bytes(data))
+        images, skipped = gan_data.load_folder(tmp_path, 4, 3)
+        assert len(images) + len(skipped) == 2 and [p.name for p in skipped] in ([], ["damaged.png"]), i
+
+
+@pytest.mark.parametrize("dims", [[2**31 - 1, 28, 28], [2**32 - 1, 2**32 - 1, 2**32 - 1], [0, 2**32 - 1, 2**32 - 1]])
+def test_an_idx_header_whose_dimensions_overflow_is_one_line_naming_the_file(tmp_path, dims):
+    from examples import gan_data
+
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes((2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + bytes(10))
+    with pytest.raises(core.UsageError, match=f"{path}"):
+        gan_data.read_idx(path)
