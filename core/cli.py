@@ -17,6 +17,8 @@ example changes nothing. Before the seconds-long import of Keras, a command guar
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +62,9 @@ def run_main(
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
     except Exception as e:
+        if lost_peer(e):
+            print(f"{prog}: error: {lost_peer(e)}; the last checkpoint is kept", file=sys.stderr)
+            return 1
         return bad_input(prog, e)
     except KeyboardInterrupt:  # a second stop signal, or one outside training
         print(f"\n{prog}: interrupted", file=sys.stderr)
@@ -125,6 +130,27 @@ def bad_input(prog: str, e: Exception) -> int:
     else:
         raise e
     return 2
+
+
+# How the engines report a process of a multi-process run that died (measured by killing one of two):
+# TensorFlow's collectives "Collective ops is aborted by: ... /job:worker/replica:0/task:1 ... unhealthy", JAX's
+# gloo "all-reduce failed: ... Connection reset by peer".
+_PEER_LOST = re.compile(r"Collective ops is aborted|stopped sending heartbeats|Gloo .*(failed|reset)|Connection reset")
+_TASK = re.compile(r"/job:worker/(?:replica:\d+/)?task:(\d+)")
+
+
+def lost_peer(e: BaseException) -> str | None:
+    """One line for an error that means another process of this run was lost (None for any other error)."""
+    text = str(e)
+    if not _PEER_LOST.search(text):
+        return None
+    tasks = sorted({int(t) for t in _TASK.findall(text)} - {_own_process()})
+    who = f"process {', '.join(map(str, tasks))}" if tasks else "another process"
+    return f"{who} of this multi-process run was lost (killed, crashed or preempted: see its own log)"
+
+
+def _own_process() -> int:
+    return int(os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "0") or 0)
 
 
 def out_of_memory(e: BaseException) -> bool:

@@ -192,7 +192,8 @@ class Run:
                 raise UsageError("--resume needs --out DIR (the folder holding the run's checkpoint.npz)")
             return
         if self.out.exists() and not self.out.is_dir():
-            raise UsageError(f"--out {self.out} is a file, not a folder")
+            kind = "a device" if self.out.is_char_device() or self.out.is_block_device() else "a file"
+            raise UsageError(f"--out {self.out} is {kind}, not a folder")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / f".write-test.{os.getpid()}"

@@ -11,7 +11,7 @@ the module (a test, a notebook) changes nothing in the process:
 Until ``core.run_main`` starts (it ends the guard), Ctrl-C exits at once with one line and code 130: there is
 nothing to save yet, and a KeyboardInterrupt raised inside a C extension's initialisation can come out as another
 error (NumPy turns it into an ImportError with a long message). An engine that cannot start (``StartupError``: a
-bad ``KERAS_BACKEND``) is one line and code 2.
+bad ``KERAS_BACKEND``; a memory limit or a broken install) is one line and code 2.
 """
 
 from __future__ import annotations
@@ -23,15 +23,23 @@ import threading
 
 
 def guard_start_up() -> None:
-    """Ctrl-C exits at once (130) and a StartupError is one line (2) until ``core.run_main`` takes over; then
-    import core, which imports Keras with TensorFlow's start-up log hidden (shown with ``--verbose`` among the
-    arguments: ``CUSTOMLOOP_VERBOSE=1``)."""
+    """Ctrl-C exits at once (130) until ``core.run_main`` takes over; then import core, which imports Keras with
+    TensorFlow's start-up log hidden (shown with ``--verbose`` among the arguments: ``CUSTOMLOOP_VERBOSE=1``).
+    An engine that cannot start (a bad ``KERAS_BACKEND``, a memory limit, a broken install) is one line, code 2."""
     if "--verbose" in sys.argv[1:]:
         os.environ["CUSTOMLOOP_VERBOSE"] = "1"
-    sys.excepthook = _start_up_failed
+    sys.excepthook = _interrupted_quietly
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _exit_at_once)
-    import core  # noqa: F401  (Keras imported now, its start-up log hidden, before the program imports it)
+    try:
+        import core  # noqa: F401  (Keras imported now, its start-up log hidden, before the program imports it)
+    except Exception as e:  # whatever the engines raise half-imported: ImportError, MemoryError, AttributeError...
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        if type(e).__name__ != "StartupError":  # core's own check of the environment says it all
+            backend = os.environ.get("KERAS_BACKEND") or "its configured backend"
+            why = f"Keras could not start on {backend} ({type(e).__name__}: {why}); is memory limited (ulimit -v)?"
+        print(f"{_prog()}: error: {why}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def dispatch(
@@ -89,14 +97,11 @@ def _exit_at_once(signum, frame):
     os._exit(130)
 
 
-def _start_up_failed(exc_type, exc, tb):
-    if issubclass(exc_type, KeyboardInterrupt):
+def _interrupted_quietly(exc_type, exc, tb):
+    if issubclass(exc_type, KeyboardInterrupt):  # raised before the handler was in place
         _exit_at_once(None, None)
-    if exc_type.__name__ == "StartupError" and exc_type.__module__ == "core.errors":
-        print(f"{_prog()}: error: {exc}", file=sys.stderr, flush=True)
-        os._exit(2)
     sys.__excepthook__(exc_type, exc, tb)
 
 
 _exit_at_once.start_up_guard = True  # core.cli.end_start_up_guard recognises these by the mark
-_start_up_failed.start_up_guard = True
+_interrupted_quietly.start_up_guard = True

@@ -456,3 +456,20 @@ def test_an_idx_header_whose_dimensions_overflow_is_one_line_naming_the_file(tmp
     path.write_bytes((2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + bytes(10))
     with pytest.raises(core.UsageError, match=f"{path}"):
         gan_data.read_idx(path)
+
+
+@pytest.mark.parametrize("limit_mb", [400, 1500])
+def test_an_engine_that_cannot_start_under_a_memory_limit_is_one_line_and_exit_2(limit_mb):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mb * 2**20, limit_mb * 2**20))
+
+    res = subprocess.run(
+        [sys.executable, "-m", "examples.sum", "--epochs", "1"], capture_output=True, text=True, timeout=120,
+        preexec_fn=limit,
+    )  # fmt: skip
+    lines = res.stderr.strip().splitlines()
+    if res.returncode == 0:  # this engine fits in the limit here: nothing to check
+        pytest.skip(f"Keras started within {limit_mb} MB")
+    assert res.returncode == 2 and len(lines) == 1 and "could not start" in lines[0], res.stderr[-2000:]

@@ -377,3 +377,50 @@ def test_a_2d_gan_gif_has_every_frame_after_a_crash_and_a_resume(tmp_path, monke
     for run in ("full", "part"):
         with Image.open(tmp_path / run / "training.gif") as gif:
             assert gif.n_frames == 3, run
+
+
+TF_LOST = (
+    "Graph execution error: Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks"
+    " are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed."
+)
+JAX_LOST = "UNKNOWN: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pair.cc:538] Read error " \
+           "[127.0.0.1]:59629: Connection reset by peer"  # fmt: skip
+
+
+@pytest.mark.parametrize("text, who", [(TF_LOST, "process 1"), (JAX_LOST, "another process")], ids=["tf", "jax"])
+def test_a_lost_process_of_a_multi_process_run_is_one_line_naming_it(capsys, text, who):
+    """The errors each engine raised in process 0 when process 1 was killed mid-training (measured)."""
+
+    def train(config):
+        raise ValueError(text)
+
+    assert core.run_main(train, Cfg, []) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{who} of this multi-process run was lost" in err[0], err
+    with pytest.raises(ZeroDivisionError):  # any other error is still a bug's traceback
+        core.run_main(lambda config: 1 / 0, Cfg, [])
+
+
+COMPILE_ONCE = """
+import sys
+from pathlib import Path
+import core, jax, jax.numpy as jnp
+core.enable_compilation_cache(Path(sys.argv[1]))
+print(float(jax.jit(lambda x: jnp.sin(x) * 2)(jnp.float32(1.0))))
+"""
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's persistent compilation cache")
+def test_a_damaged_compilation_cache_is_repaired_with_one_line_not_a_screen_of_warnings(tmp_path):
+    def compile_once() -> list[str]:
+        env = {**os.environ, "KERAS_BACKEND": "jax"}
+        res = subprocess.run([sys.executable, "-c", COMPILE_ONCE, str(tmp_path)], capture_output=True, text=True,
+                             env=env, cwd=REPO, timeout=120)  # fmt: skip
+        assert res.returncode == 0 and res.stdout.strip() == "1.6829419136047363", res.stderr
+        return [line for line in res.stderr.splitlines() if line.strip()]
+
+    assert compile_once() == [] and list(tmp_path.glob("*-cache"))
+    for entry in tmp_path.glob("*-cache"):
+        entry.write_bytes(b"garbage")  # a disk that filled up mid-write, a cache copied in half
+    assert len(lines := compile_once()) == 1 and "unreadable entries removed" in lines[0], lines
+    assert compile_once() == []  # repaired: written afresh

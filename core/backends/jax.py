@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import glob
+import re
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,6 +147,33 @@ def _interleave(template: tuple, dynamic: Sequence) -> tuple:
     """``template`` with its non-int entries replaced, in order, by ``dynamic`` (ints are static)."""
     it = iter(dynamic)
     return tuple(a if isinstance(a, int) else next(it) for a in template)
+
+
+_DAMAGED_ENTRY = re.compile(r"Error reading persistent compilation cache entry for '([^']+)'")
+
+
+def _repair_damaged_cache_entries(folder: Path) -> None:
+    """JAX warns about an unreadable cache entry (a disk that filled up mid-write, a copied cache) on every run and
+    never replaces it (measured: a screen of warnings per run). Here the warning removes the entries of that
+    function instead, so the program compiled now is written afresh, and one line says so."""
+    show = warnings.showwarning
+    if getattr(show, "repairs_cache", None) == folder:
+        return
+    said = []
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        damaged = _DAMAGED_ENTRY.search(str(message))
+        if damaged is None:
+            return show(message, category, filename, lineno, file, line)
+        for entry in folder.glob(f"{glob.escape(damaged.group(1))}-*"):
+            entry.unlink(missing_ok=True)
+        if not said:
+            said.append(True)
+            print(f"compilation cache {folder}: unreadable entries removed as they are met, and compiled again",
+                  file=sys.stderr)  # fmt: skip
+
+    showwarning.repairs_cache = folder
+    warnings.showwarning = showwarning
 
 
 class JaxBackend(Backend):
@@ -293,6 +324,7 @@ class JaxBackend(Backend):
         # Small programs too: an agent's many short compiles are what the cache saves.
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        _repair_damaged_cache_entries(folder)
         return folder
 
     def initialize_processes(self) -> None:
