@@ -37,13 +37,14 @@ from keras import ops
 
 import core
 from examples import PROGRAMS
-from examples.rl_common import log_probs, mlp, sample_actions
-from examples.rl_env import RolloutCollector, make_same_step_env
+from examples.rl_common import mlp
+from examples.rl_defaults import env_backend, resolved, settled
+from examples.rl_env import RolloutCollector, box_actions, make_same_step_env
+from examples.rl_policy import Normalizer, exports, make_head
 from examples.rl_run import (
     Scoreboard,
+    check_finite,
     check_gif_copy,
-    check_sizes,
-    defaults_of_old_checkpoints,
     finish,
     gymnasium_seed,
     open_run,
@@ -53,7 +54,7 @@ from examples.rl_run import (
 GREEDY_WINDOW = 16  # completed greedy-monitor episodes whose mean the stop rule checks (docs/reinforce.md)
 REPORT_ITERATIONS = 4  # device path: iterations per TensorBoard write
 # What the device path sends back to the host besides the losses: episode statistics and the non-finite guard.
-EPISODE_KEYS = ("ended", "episode_return", "obs_max", "greedy_ended", "greedy_return")
+EPISODE_KEYS = ("ended", "episode_return", "obs_max", "reward_max", "greedy_ended", "greedy_return")
 # Flags a resumed run may change: its budget and stop rule, the final evaluation and GIF, checkpoint cadence, and
 # how many iterations one compiled call runs.
 RESUME_MAY_CHANGE = (
@@ -119,6 +120,9 @@ class Config(core.RunConfig):
     """also copy the GIF there (the README's assets come from this)"""
     checkpoint_every: int = core.arg(50_000, min=1)
     """environment steps between checkpoints (with --out)"""
+    normalize: bool | None = None
+    """normalise observations and scale rewards with running statistics kept in the checkpoint (VecNormalize);
+    default: on for Box actions, off for Discrete ones"""
     mode: Literal["eager", "graph", "xla"] = "graph"
     """how calls are compiled: eager, graph (tf.function; jax.jit on JAX) or xla (jit_compile); graph by default:
     TensorFlow's XLA compile of the whole iteration costs more than it saves"""
@@ -126,35 +130,13 @@ class Config(core.RunConfig):
     def validate(self) -> None:
         if self.gif_copy:
             check_gif_copy(self.gif_copy, self.gif, self.out)
-        backend = env_backend(self.env, self.env_backend)  # one line naming the device environments if none
-        if self.num_envs * self.rollout_steps < self.minibatches:
-            raise core.UsageError(
-                f"--minibatches {self.minibatches} exceeds the {self.num_envs * self.rollout_steps} "
-                "transitions of a rollout (--num-envs x --rollout-steps)"
-            )
-        monitors = self.greedy_envs if backend == "device" else 0
-        check_sizes(self.num_envs, self.rollout_steps, backend == "gymnasium", monitors)
-
-
-def env_backend(env: str, choice: str) -> str:
-    """Where ``--env`` is stepped: ``device`` or ``gymnasium`` (``auto``: device where there is a device version
-    with discrete actions, the ones this policy samples; Box-action ones such as Pendulum-v1 are not)."""
-    ids = [i for i in core.DEVICE_ENV_IDS if not core.make_device_env(i).continuous]
-    if choice == "device" and env not in ids:
-        raise core.UsageError(
-            f"--env-backend device: no discrete-action device version of {env!r}; there is one of "
-            f"{', '.join(sorted(ids))}"
-        )
-    if choice == "auto":
-        return "device" if env in ids else "gymnasium"
-    return choice
+        env_backend(self.env, self.env_backend)  # one line naming the device environments if none
 
 
 def resolved_flags(config: dict) -> dict:
-    """What a saved config's flags stand for on resume: ``--env-backend auto`` resolved (and the Nones of a
-    checkpoint from before the split)."""
-    backend = env_backend(config["env"], config["env_backend"])
-    return {**defaults_of_old_checkpoints(Config, config), "env_backend": backend}
+    """What a saved config's flags stand for on resume (``--env-backend auto`` resolved, the Nones of older
+    checkpoints filled in): examples/rl_defaults.py."""
+    return resolved(Config, config)
 
 
 # ----- the math (keras.ops only) -----
@@ -196,21 +178,28 @@ def normalize(x):
 class PPO:
     """Policy and value networks, their optimizers and the compiled iteration, on a device env or on inputs."""
 
-    def __init__(self, cfg: Config, obs_dim: int, num_actions: int, env: core.DeviceEnv | None = None):
+    def __init__(
+        self, cfg: Config, obs_dim: int, actions: int, env: core.DeviceEnv | None = None, continuous: bool = False
+    ):
+        """``actions``: logits of a Discrete space, or components of a Box one (``continuous``, or a Box device
+        ``env``)."""
         self.cfg, self.env = cfg, env
         self.T, self.N, self.obs_dim = cfg.rollout_steps, cfg.num_envs, obs_dim
-        # Greedy monitors: extra device environments acting with the argmax action, never learned from.
+        # Greedy monitors: extra device environments acting with the greedy action, never learned from.
         self.G = cfg.greedy_envs if env is not None else 0
         self.updates = cfg.epochs * cfg.minibatches
-        self.policy = mlp(obs_dim, num_actions, cfg.hidden, "policy", out_scale=0.01)
+        self.head = make_head(continuous or (env is not None and env.continuous), actions)
+        # The policy's outputs are the logits (Discrete) or the Gaussian's mean (Box), in both cases starting near 0.
+        self.policy = mlp(obs_dim, actions, cfg.hidden, "policy", out_scale=0.01)
         self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
+        self.norm = Normalizer(obs_dim, self.N, cfg.gamma) if cfg.normalize else None
         self.seed_gen = keras.random.SeedGenerator(cfg.seed)
         self.policy_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         self.value_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
         groups = [
-            core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
-                             repeats=self.updates, repeat_key="update"),
+            core.UpdateGroup("policy", self.policy_loss, [*self.policy.trainable_variables, *self.head.variables],
+                             self.policy_opt, clip, repeats=self.updates, repeat_key="update"),
             core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, clip,
                              repeats=self.updates, repeat_key="update"),
         ]  # fmt: skip
@@ -224,7 +213,8 @@ class PPO:
         else:
             T, N, d = self.T, self.N, obs_dim
             spec = core.InputSpec
-            inputs = {"obs": spec((T, N, d)), "actions": spec((T, N), "int32"), "rewards": spec((T, N)),
+            action = spec((T, N, actions)) if self.head.continuous else spec((T, N), "int32")
+            inputs = {"obs": spec((T, N, d)), "actions": action, "rewards": spec((T, N)),
                       "terminated": spec((T, N)), "truncated": spec((T, N)), "next_obs": spec((T, N, d))}  # fmt: skip
         self.step = core.make_step(groups, inputs=inputs, mode=cfg.mode, prepare_fn=self.prepare)
         obs_spec = {"obs": core.InputSpec((None, obs_dim))}
@@ -245,40 +235,47 @@ class PPO:
         iterations = max(1, self.cfg.max_env_steps // (self.T * self.N))
         return keras.optimizers.schedules.PolynomialDecay(lr, iterations * self.updates, 0.0, power=1.0)
 
+    def observe(self, obs):
+        """What the networks see of raw observations: normalised with the running statistics (--normalize)."""
+        return self.norm.observations(obs) if self.norm is not None else obs
+
     def _sample(self, batch: dict):
-        return sample_actions(self.policy(batch["obs"]), self.seed_gen)
+        return self.head.sample(self.policy(self.observe(batch["obs"])), self.seed_gen)
 
     def _greedy(self, batch: dict):
-        return ops.cast(ops.argmax(self.policy(batch["obs"]), axis=-1), "int32")
+        """The argmax action (Discrete) or the Gaussian's mean (Box)."""
+        return self.head.greedy(self.policy(self.observe(batch["obs"])))
 
     # ----- 1. rollout, advantages, minibatch order -----
     def rollout(self) -> dict:
         """T steps of the N device environments, the policy sampling each action, inside the compiled call.
 
-        With G greedy monitors the G extra environments step in the same batch, acting with the argmax of the
-        same logits; only their episode statistics come out (``greedy_return``, ``greedy_ended``), apart from
-        the learning data.
+        With G greedy monitors the G extra environments step in the same batch, acting with the greedy action of
+        the same policy outputs; only their episode statistics come out (``greedy_return``, ``greedy_ended``),
+        apart from the learning data. Box actions are stored as sampled and clipped only into the environment.
         """
-        N, G = self.N, self.G
+        N, G, head = self.N, self.G, self.head
         # Which rows are monitors: a constant, so each step adds three small ops (argmax, cast, where).
         monitor_rows = ops.arange(N + G) >= N
+        if head.continuous:
+            monitor_rows = monitor_rows[:, None]
 
         def one_step(state, _):
             obs = self.env.observe(state["physics"])
-            logits = self.policy(obs)
+            params = self.policy(self.observe(obs))
             # Noise for all N + G rows: its first N rows are the N-row draw, so the training envs' actions are
             # the ones they would sample without monitors.
-            actions = sample_actions(logits, self.seed_gen)
+            actions = head.sample(params, self.seed_gen)
             if G:
-                greedy = ops.cast(ops.argmax(logits, axis=-1), "int32")
-                actions = ops.where(monitor_rows, greedy, actions)
-            state, tr = self.env.step(state, actions, self.seed_gen)
-            # The sampling logits go out too: prepare takes the old log-probabilities from them, batched, instead
+                actions = ops.where(monitor_rows, head.greedy(params), actions)
+            to_env = ops.clip(actions, self.env.action_low, self.env.action_high) if head.continuous else actions
+            state, tr = self.env.step(state, to_env, self.seed_gen)
+            # The policy's outputs go out too: prepare takes the old log-probabilities from them, batched, instead
             # of a second policy pass over the whole rollout.
             out = {
                 "obs": obs,
                 "actions": actions,
-                "logits": logits,
+                "params": params,
                 "rewards": tr["reward"],
                 "next_obs": tr["next_obs"],
             }
@@ -303,13 +300,18 @@ class PPO:
         def flat(x):
             return ops.reshape(x, (T * N, *x.shape[2:]))
 
-        obs, actions = flat(traj["obs"]), flat(traj["actions"])
+        raw_obs, actions, rewards = flat(traj["obs"]), flat(traj["actions"]), traj["rewards"]
+        ended = ops.maximum(traj["terminated"], traj["truncated"])
+        # The statistics the policy acted with; the rollout's rewards update the reward scale before scaling them.
+        obs, next_obs = self.observe(raw_obs), self.observe(flat(traj["next_obs"]))
+        if self.norm is not None:
+            rewards = self.norm.rewards(rewards, ended)
         # V of obs and of next_obs in one pass: one set of matrix products, not two.
-        both = ops.reshape(self.value(ops.concatenate([obs, flat(traj["next_obs"])], axis=0))[:, 0], (2, T, N))
+        both = ops.reshape(self.value(ops.concatenate([obs, next_obs], axis=0))[:, 0], (2, T, N))
         values, next_values = both[0], both[1]
-        logits = flat(traj["logits"]) if "logits" in traj else self.policy(obs)  # gymnasium: no logits come in
+        params = flat(traj["params"]) if "params" in traj else self.policy(obs)  # gymnasium: none come in
         advantages, returns = gae(
-            traj["rewards"], values, next_values, traj["terminated"], traj["truncated"], cfg.gamma, cfg.gae_lambda
+            rewards, values, next_values, traj["terminated"], traj["truncated"], cfg.gamma, cfg.gae_lambda
         )
         prepared = {}
         if cfg.minibatches > 1:  # a fresh order of all T*N transitions per epoch, cut into equal minibatches
@@ -321,16 +323,18 @@ class PPO:
         prepared.update(
             b_obs=obs,
             b_actions=actions,
-            b_logp=log_probs(logits, actions),
+            b_logp=self.head.log_prob(params, actions),
             # One minibatch: standardising here is what every update would do, done once.
             b_advantages=flat(advantages) if cfg.minibatches > 1 else normalize(flat(advantages)),
             b_returns=flat(returns),
         )
         if self.env is not None:  # what the host needs for the bar and the stop rule, and the non-finite guard
-            ended = ops.maximum(traj["terminated"], traj["truncated"])
-            prepared.update(ended=ended, episode_return=traj["episode_return"], obs_max=ops.max(ops.abs(obs)))
+            guard = {"obs_max": ops.max(ops.abs(raw_obs)), "reward_max": ops.max(ops.abs(traj["rewards"]))}
+            prepared.update(ended=ended, episode_return=traj["episode_return"], **guard)
             if self.G:
                 prepared.update(greedy_ended=traj["greedy_ended"], greedy_return=traj["greedy_return"])
+        if self.norm is not None:  # after every use of the old statistics: the next rollout acts with these
+            self.norm.obs.update(raw_obs)
         return prepared
 
     def _minibatch(self, batch: dict, *keys: str) -> list:
@@ -344,12 +348,11 @@ class PPO:
         obs, actions, logp_old, adv = self._minibatch(batch, "b_obs", "b_actions", "b_logp", "b_advantages")
         if self.cfg.minibatches > 1:  # per minibatch; one full-batch minibatch was standardised in prepare
             adv = normalize(adv)
-        logits = self.policy(obs)
+        params = self.policy(obs)
         pg_loss, approx_kl, clip_fraction = clipped_surrogate(
-            log_probs(logits, actions), logp_old, adv, self.cfg.clip_coef
+            self.head.log_prob(params, actions), logp_old, adv, self.cfg.clip_coef
         )
-        logp_all = ops.log_softmax(logits, axis=-1)
-        entropy = ops.mean(-ops.sum(ops.exp(logp_all) * logp_all, axis=-1))
+        entropy = ops.mean(self.head.entropy(params))
         aux = {"losses/entropy": entropy, "ppo/approx_kl": approx_kl, "ppo/clip_fraction": clip_fraction}
         if self.env is not None:
             aux.update({k: batch[k] for k in EPISODE_KEYS if k in batch})
@@ -376,7 +379,15 @@ class PPO:
         objs.update(value_opt=self.value_opt, seed_gen=self.seed_gen)
         if self.env is not None:
             objs["env_state"] = list(self.env_state.values())
+        if self.head.variables:
+            objs["policy_log_std"] = self.head.variables
+        if self.norm is not None:
+            objs["normalizer"] = self.norm.variables
         return objs
+
+    def exported(self) -> dict:
+        """The networks as .keras files at every checkpoint, acting on raw observations (the statistics of then)."""
+        return exports(self.policy, self.value, self.obs_dim, self.norm)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.sample({"obs": np.asarray(obs, np.float32)})
@@ -386,16 +397,17 @@ class PPO:
 def train(config: Config) -> dict:
     """Train until solved (and trained on) or ``--max-env-steps``; evaluate on gymnasium; return the summary."""
     core.seed_everything(config.seed)
+    backend = env_backend(config.env, config.env_backend)
+    box = core.make_device_env(config.env).continuous if backend == "device" else box_actions(config.env)
+    cfg = settled(config, backend, box)
     print(f"stepping on {core.describe_device()}")
-    if env_backend(config.env, config.env_backend) == "device":
-        return train_on_device(config)
-    return train_on_gymnasium(config)
+    return train_on_device(cfg) if backend == "device" else train_on_gymnasium(cfg)
 
 
 def train_on_device(cfg: Config) -> dict:
     """Rollouts, advantages and updates inside one compiled call; only episode statistics come back."""
     env = core.make_device_env(cfg.env)
-    agent = PPO(cfg, env.obs_dim, env.num_actions, env)
+    agent = PPO(cfg, env.obs_dim, env.action_dim or env.num_actions, env)
     target = cfg.target_return if cfg.target_return is not None else env.reward_threshold
     per_iteration = cfg.rollout_steps * cfg.num_envs
     print(
@@ -418,6 +430,7 @@ def train_on_device(cfg: Config) -> dict:
             if board.solved:  # before the solve the rates stay as configured: no assign per iteration
                 agent.scale_learning_rates(board.train_on_left(run.step, cfg.train_on))
             logs = agent.iterate(k)
+            check_finite(logs["obs_max"], logs["reward_max"], run.step + k * per_iteration)
             for i in range(k):  # in order, so the solve is dated to its iteration
                 ended = logs["episode_return"][i][logs["ended"][i] > 0]
                 greedy = logs["greedy_return"][i][logs["greedy_ended"][i] > 0] if agent.G else ()
@@ -439,9 +452,10 @@ def train_on_device(cfg: Config) -> dict:
 def train_on_gymnasium(cfg: Config) -> dict:
     """Any discrete gymnasium environment: the host collects each rollout, one compiled call learns from it."""
     env, info = make_same_step_env(cfg.env, cfg.num_envs)
-    agent = PPO(cfg, info.obs_dim, info.num_actions)
+    agent = PPO(cfg, info.obs_dim, info.action_dim or info.num_actions, continuous=info.continuous)
     target = cfg.target_return if cfg.target_return is not None else info.reward_threshold
     print(f"{info.env_id} on gymnasium: {cfg.num_envs} envs x {cfg.rollout_steps} steps, target {target}")
+    per_iteration = cfg.rollout_steps * cfg.num_envs
     run = open_run(cfg, agent, info.env_id, RESUME_MAY_CHANGE, resolved_flags)
     try:
         with run:
@@ -449,10 +463,11 @@ def train_on_gymnasium(cfg: Config) -> dict:
             collector = RolloutCollector(env, info, agent.act, seed=gymnasium_seed(run))
             while run.running and not board.solved:
                 batch, returns, _ = collector.collect(cfg.rollout_steps)
-                board.add(returns, run.step + cfg.rollout_steps * cfg.num_envs)
+                check_finite([batch["obs"], batch["next_obs"]], batch["rewards"], run.step + per_iteration)
+                board.add(returns, run.step + per_iteration)
                 logs = agent.step.train_step(batch)
                 run.state["updates"] += 1
-                run.advance(cfg.rollout_steps * cfg.num_envs, logs, show={"mean_return_100": board.mean or 0.0, **logs})
+                run.advance(per_iteration, logs, show={"mean_return_100": board.mean or 0.0, **logs})
                 report(run, board, logs)
     finally:
         env.close()

@@ -263,6 +263,11 @@ class Reinforce:
             returns = returns / self.value_scale
         return 0.5 * masked_mean(ops.square(self.value(batch["obs"])[:, 0] - returns), batch["weight"])
 
+    def exported(self) -> dict:
+        """The networks as .keras files at every checkpoint: the policy's logits, and the value network's output
+        (returns in units of value_scale, as it is trained)."""
+        return {"policy": self.policy, **({"value": self.value} if self.config.baseline else {})}
+
     def checkpoint_objects(self) -> dict:
         objs = {"policy": self.policy, "policy_opt": self.policy_opt, "seed_gen": self.seed_gen}
         if self.config.baseline:
@@ -276,6 +281,12 @@ def train(config: Config) -> dict:
     core.seed_everything(config.seed)
     print(f"stepping on {core.describe_device()}")
     env, info = make_vector_env(config.env, config.num_envs, config.vectorization)
+    if info.continuous:
+        env.close()
+        raise core.UsageError(
+            f"--env {config.env!r} has Box actions; REINFORCE here samples Discrete actions only (PPO, "
+            "--algo ppo, trains Box actions)"
+        )
     agent = Reinforce(config, info, config.num_envs)
     target = config.target_return if config.target_return is not None else info.reward_threshold
     rows = config.window or (min(info.max_episode_steps or 1000, 1000) + config.rollout_steps)

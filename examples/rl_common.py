@@ -50,7 +50,7 @@ def evaluate(policy, env_id: str, episodes: int, seed: int) -> list[float]:
         done = np.zeros(episodes, bool)
         while not done.all():
             actions = policy({"obs": np.asarray(obs, np.float32)})
-            obs, rewards, terminated, truncated, _ = env.step(actions + info.action_start)
+            obs, rewards, terminated, truncated, _ = env.step(info.to_env(actions))
             totals += np.where(done, 0.0, rewards)
             done |= np.logical_or(terminated, truncated)
         return totals.tolist()
@@ -68,11 +68,15 @@ def record_gif(agent, env_id: str, path: Path, seed: int, frame_skip: int = 2) -
     except (gym.error.Error, ImportError) as e:
         print(f"no GIF: rendering {env_id} failed ({' '.join(str(e).split())})")
         return None
-    info_start = int(env.action_space.start)
+    space = env.action_space
     total, done, t = 0.0, False, 0
     while not done:
-        action = int(agent.greedy({"obs": np.asarray(obs, np.float32)[None]})[0])
-        obs, reward, terminated, truncated, _ = env.step(action + info_start)
+        action = np.asarray(agent.greedy({"obs": np.asarray(obs, np.float32)[None]})[0])
+        if isinstance(space, gym.spaces.Box):  # the mean action, clipped to the bounds as in training
+            action = np.clip(action, space.low, space.high).astype(space.dtype)
+        else:
+            action = int(action) + int(space.start)
+        obs, reward, terminated, truncated, _ = env.step(action)
         total += float(reward)
         done = terminated or truncated
         t += 1

@@ -23,15 +23,29 @@ class EnvInfo:
 
     env_id: str
     obs_dim: int
-    num_actions: int
+    num_actions: int  # Discrete: how many actions; Box: 0
     action_start: int
     reward_threshold: float | None
     max_episode_steps: int | None
     autoreset_mode: AutoresetMode
     vectorization: str
+    action_dim: int = 0  # Box: components of an action; Discrete: 0
+    action_low: np.ndarray | None = None  # Box: the bounds, per component (finite: checked)
+    action_high: np.ndarray | None = None
+
+    @property
+    def continuous(self) -> bool:
+        return self.action_dim > 0
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """The policy's actions as the environment takes them: Discrete indices shifted to the space's start; Box
+        vectors clipped to the bounds (the policy's Gaussian samples beyond them; only the environment is clipped)."""
+        if self.continuous:
+            return np.clip(actions, self.action_low, self.action_high).astype(np.float32)
+        return actions + self.action_start if self.action_start else actions
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: object) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
@@ -43,16 +57,35 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise core.UsageError(f"--env {env_id!r}: {_one_line(e)}") from None
 
 
+SUPPORTED = "a flat Box observation space and a Discrete or a flat Box action space"
+# Optional extras that bring an environment family's simulator: named when --env needs one that is missing.
+EXTRAS = {"gymnasium.envs.mujoco": "mujoco", "gymnasium.envs.box2d": "box2d"}
+
+
 def check_spaces(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> None:
-    if not isinstance(act_space, gym.spaces.Discrete):
+    """One line naming what is supported for any other space (Dict, MultiDiscrete, images), and for Box actions
+    without finite bounds, which the Gaussian policy's actions are clipped to."""
+    box_actions = isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1
+    flat_obs = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1
+    if not (flat_obs and (isinstance(act_space, gym.spaces.Discrete) or box_actions)):
         raise core.UsageError(
-            f"--env {env_id!r} has a {type(act_space).__name__} action space; "
-            "this agent supports discrete action spaces only"
+            f"--env {env_id!r} has observation space {_one_line(obs_space)} and action space "
+            f"{_one_line(act_space)}; supported: {SUPPORTED}"
         )
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+    if box_actions and not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
         raise core.UsageError(
-            f"--env {env_id!r} has observation space {obs_space}; this agent supports flat Box observations only"
+            f"--env {env_id!r} has a Box action space with infinite bounds ({_one_line(act_space)}); the Gaussian "
+            "policy's actions are clipped to the bounds, which must be finite"
         )
+
+
+def missing_extra(env_id: str, spec: gym.envs.registration.EnvSpec, e: BaseException) -> core.UsageError:
+    """A failure to make ``env_id``, as one line; an environment of an optional extra names the install."""
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    extra = next((name for module, name in EXTRAS.items() if entry.startswith(module)), None)
+    if extra and isinstance(e, gym.error.DependencyNotInstalled | ImportError):
+        return core.UsageError(f'--env {env_id!r} needs the {extra} extra: pip install -e ".[{extra}]"')
+    return core.UsageError(f"--env {env_id!r} cannot be made here: {_one_line(e)}")
 
 
 def make_vector_env(
@@ -74,7 +107,7 @@ def make_vector_env(
     try:
         env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **env_kwargs)
     except (gym.error.Error, ImportError) as e:  # missing optional dependencies (box2d, flax, mujoco) and the like
-        raise core.UsageError(f"--env {env_id!r} cannot be made here: {_one_line(e)}") from None
+        raise missing_extra(env_id, spec, e) from None
     except (TypeError, ValueError, AttributeError) as e:  # an entry point that rejects its arguments
         raise core.UsageError(f"--env {env_id!r} cannot be made here: {_one_line(e)}") from None
     try:
@@ -86,17 +119,29 @@ def make_vector_env(
     if autoreset == AutoresetMode.DISABLED:
         env.close()
         raise core.UsageError(f"--env {env_id!r}: vector environments with autoreset disabled are not supported")
+    space = env.single_action_space
+    box = isinstance(space, gym.spaces.Box)
     info = EnvInfo(
         env_id=env_id,
         obs_dim=int(env.single_observation_space.shape[0]),
-        num_actions=int(env.single_action_space.n),
-        action_start=int(env.single_action_space.start),
+        num_actions=0 if box else int(space.n),
+        action_start=0 if box else int(space.start),
         reward_threshold=spec.reward_threshold,
         max_episode_steps=spec.max_episode_steps,
         autoreset_mode=autoreset,
         vectorization=vectorization,
+        action_dim=int(space.shape[0]) if box else 0,
+        action_low=np.asarray(space.low, np.float32) if box else None,
+        action_high=np.asarray(space.high, np.float32) if box else None,
     )
     return env, info
+
+
+def box_actions(env_id: str) -> bool:
+    """Whether ``env_id`` has a Box action space (one copy made and closed; its errors as make_vector_env's)."""
+    env, info = make_vector_env(env_id, 1, "sync")
+    env.close()
+    return info.continuous
 
 
 def _pow2_at_least(n: int) -> int:
@@ -343,8 +388,9 @@ class RolloutCollector:
         returns: list[float] = []
         lengths: list[int] = []
         for _ in range(steps):
-            actions = np.asarray(self.act(self.obs), np.int32)
-            obs, rewards, terminated, truncated, infos = self.env.step(actions + self.info.action_start)
+            # As sampled (Box: unclipped, what the log-probability is of); the environment gets them clipped.
+            actions = np.asarray(self.act(self.obs), np.float32 if self.info.continuous else np.int32)
+            obs, rewards, terminated, truncated, infos = self.env.step(self.info.to_env(actions))
             obs = np.asarray(obs, np.float32)
             ended = np.logical_or(terminated, truncated)
             next_obs = obs.copy()
@@ -360,7 +406,8 @@ class RolloutCollector:
             self.ep_length[ended] = 0
             self.obs = obs
         batch = {k: np.stack(v) for k, v in rows.items()}
-        batch = {k: v.astype(np.int32 if k == "actions" else np.float32) for k, v in batch.items()}
+        action_type = np.float32 if self.info.continuous else np.int32
+        batch = {k: v.astype(action_type if k == "actions" else np.float32) for k, v in batch.items()}
         return batch, returns, lengths
 
 

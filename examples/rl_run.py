@@ -171,6 +171,7 @@ def open_run(cfg: Any, agent: Any, desc: str, may_change: Sequence[str], resolve
         checkpoint_every=cfg.checkpoint_every,
         may_change=may_change,
         resolve=resolve,
+        export=agent.exported(),  # the trained networks as .keras files, at every checkpoint and at the end
     )
 
 
@@ -185,6 +186,18 @@ def gymnasium_seed(run: core.Run) -> int:
     """The seed of the gymnasium environments' first reset: a resumed run cannot restore them, so their episodes
     restart from a seed of their own for the episodes counted so far."""
     return core.derive_seed(run.config.seed, "gymnasium-reset", run.state.get("episodes", 0))
+
+
+def check_finite(observations, rewards, env_steps: int) -> None:
+    """A rollout (ending at ``env_steps``) whose observations or rewards hold a non-finite number stops the run as a
+    non-finite loss does (exit code 1, summary.json's ``stopped`` says which), naming the environment as the cause
+    before any loss that the number would poison. Arrays, or their largest absolute values (the device path's)."""
+    for what, values in (("observation", observations), ("reward", rewards)):
+        if not np.all(np.isfinite(values)):
+            raise core.NonFiniteLossError(
+                f"the environment returned a non-finite {what} in the rollout ending at env step {env_steps}; "
+                "stopping (the last good checkpoint is kept)"
+            )
 
 
 def report(run: core.Run, board: Scoreboard, logs: dict) -> None:

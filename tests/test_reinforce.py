@@ -303,10 +303,10 @@ def test_non_finite_loss_stops_with_one_line_and_no_checkpoint(tmp_path, monkeyp
 
 @pytest.mark.parametrize(
     "env_id,needle",
-    [("NoSuchEnv-v0", "NoSuchEnv"), ("Pendulum-v1", "discrete action"), ("CartPole-v999", "CartPole")],
+    [("NoSuchEnv-v0", "NoSuchEnv"), ("Pendulum-v1", "Discrete actions only"), ("CartPole-v999", "CartPole")],
 )
 def test_bad_env_is_one_line_exit_2(env_id, needle, capsys):
-    assert reinforce.main(["--env", env_id, "--no-gif"]) == 2
+    assert reinforce.main(["--algo", "reinforce", "--env", env_id, "--no-gif"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
 
@@ -316,7 +316,7 @@ def _run(args, tmp_path, timeout=240):
 
 
 def test_cli_bad_env_subprocess(tmp_path):
-    proc = _run(["--env", "Pendulum-v1"], tmp_path)
+    proc = _run(["--algo", "reinforce", "--env", "Pendulum-v1"], tmp_path)
     assert proc.returncode == 2
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
