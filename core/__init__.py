@@ -4,7 +4,8 @@ Importing it imports Keras with TensorFlow's start-up log hidden (so ``import co
 nothing else in the process. The public names, by topic (docs/core.md follows the same groups):
 
 - steps: ``make_step``, ``UpdateGroup``, ``InputSpec``, ``StepFunctions``, ``check_batch``; the symbolic form
-  ``function`` / ``minimize``; ``make_forward``; ``input_gradient``, ``scan``
+  ``function`` / ``minimize``; ``make_forward``; ``input_gradient``, ``scan``; ``Population`` (many members of
+  one step in one compiled call)
 - gradient transforms and after-update rules: ``clip_by_global_norm``, ``clip_by_value``, ``chain``,
   ``global_norm``; ``ema``, ``EMA``, ``copy_weights``
 - a run: ``Run``, ``RunConfig``; its pieces ``Checkpointer``, ``save_checkpoint``, ``load_checkpoint``,
@@ -31,6 +32,7 @@ from core.step import InputSpec, StepFunctions, UpdateGroup, check_batch, make_s
 from core.symbolic import Function, Minimize, function, minimize
 from core.forward import ForwardFunction, make_forward
 from core.ops import input_gradient, scan
+from core.population import Population
 
 # Gradient transforms and after-update rules
 from core.transforms import chain, clip_by_global_norm, clip_by_value, global_norm
@@ -75,6 +77,7 @@ __all__ = [
     # steps
     "make_step", "UpdateGroup", "InputSpec", "StepFunctions", "check_batch",
     "function", "minimize", "Function", "Minimize", "make_forward", "ForwardFunction", "input_gradient", "scan",
+    "Population",
     # gradient transforms and after-update rules
     "clip_by_global_norm", "clip_by_value", "chain", "global_norm", "ema", "EMA", "copy_weights",
     # a run and its pieces

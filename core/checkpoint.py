@@ -61,6 +61,14 @@ def _keyed(name: str, obj: Any) -> dict[str, Any]:
     return keyed
 
 
+def keyed_variables(objects: Mapping[str, Any]) -> dict[str, Any]:
+    """Every variable of named ``objects`` by its checkpoint key (``g/generator/dense/kernel``), in order."""
+    keyed: dict[str, Any] = {}
+    for name, obj in objects.items():
+        keyed.update(_keyed(name, obj))
+    return keyed
+
+
 def _some(names: list[str]) -> str:
     shown = ", ".join(names[:_SHOWN])
     return shown if len(names) <= _SHOWN else f"{shown} and {len(names) - _SHOWN} more"

@@ -26,7 +26,7 @@ LAYERS = [
     ["core.checkpoint", "core.export", "core.media", "core.averaging", "core.envs", "core.seeding", "core.startup",
      "core.device", "core.ops", "core.parallel"],
     ["core.step", "core.runs"],
-    ["core.forward", "core.symbolic", "core.lifecycle"],
+    ["core.forward", "core.symbolic", "core.lifecycle", "core.population"],
     ["core.cli", "core.launch"],
     ["core"],
 ]  # fmt: skip

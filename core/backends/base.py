@@ -42,6 +42,12 @@ class Backend(abc.ABC):
         backend's :class:`DataParallelMechanics`)."""
 
     @abc.abstractmethod
+    def compile_population(self, fn: Callable, mode: str, input_signature: list | None, population: Any) -> Callable:
+        """``fn`` (one member's math) compiled for every member of ``population`` (a ``core.Population``) in one
+        call: its tensor arguments and outputs gain a leading members axis; the values of the population's
+        variables come from, and go back to, its stacked per-member copies."""
+
+    @abc.abstractmethod
     def fast_entry(self, compiled: Callable, input_signature: list | None) -> Callable:
         """The cheapest way to call ``compiled`` with arguments matching ``input_signature``."""
 

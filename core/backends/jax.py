@@ -143,6 +143,52 @@ class _Compiled:
         return out
 
 
+class _PopulationCompiled:
+    """One member's stateful Keras function, vectorised over the members (``jax.vmap`` of the pure function):
+    each variable the call touches takes its values from the population's stacked copy (members on axis 0);
+    a variable outside the population (data held on the device) is shared, read-only."""
+
+    def __init__(self, fn: Callable, mode: str, population: Any):
+        self.inner = _Compiled(fn, mode)
+        self.population = population
+        self._jitted: dict[Any, Callable] = {}
+
+    @property
+    def traces(self) -> int:
+        return self.inner.traces
+
+    def _plan(self, args: tuple) -> None:
+        """Discover the touched variables on one member's shapes; which are per member, which shared."""
+        member = tuple(a if isinstance(a, int) else jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                                                 a) for a in args)  # fmt: skip
+        self.inner._discover(member)
+        position = self.population.position
+        self.per_member = [position(v) for v in self.inner.state]
+        for v in self.inner.written:
+            if position(v) is None:
+                raise RuntimeError(f"a population step writes {v.path!r}, which is not in the members' objects")
+
+    def __call__(self, *args):
+        if self.inner.state is None:
+            self._plan(args)
+        static = tuple(a for a in args if isinstance(a, int))
+        inner, stacked = self.inner, self.population.stacked
+        if static not in self._jitted:
+            template = tuple(a if isinstance(a, int) else None for a in args)
+            axes = [None if p is None else 0 for p in self.per_member]
+
+            def call(state_values, *dynamic, template=template):
+                return inner._pure(state_values, *_interleave(template, dynamic))
+
+            vectorised = jax.vmap(call, in_axes=(axes, *[0] * (len(args) - len(static))))
+            self._jitted[static] = vectorised if self.inner.mode == "eager" else jax.jit(vectorised)
+        values = [v.value if p is None else stacked[p].value for v, p in zip(inner.state, self.per_member)]
+        out, new_values = self._jitted[static](values, *(a for a in args if not isinstance(a, int)))
+        for v, value in zip(inner.written, new_values):
+            stacked[self.population.position(v)].assign(value)
+        return out
+
+
 def _interleave(template: tuple, dynamic: Sequence) -> tuple:
     """``template`` with its non-int entries replaced, in order, by ``dynamic`` (ints are static)."""
     it = iter(dynamic)
@@ -222,12 +268,17 @@ class JaxBackend(Backend):
         """Wrap a step function for ``mode`` in {"eager", "graph", "xla"}; on JAX, graph and XLA are both jax.jit."""
         return _Compiled(fn, mode, parallel)
 
+    def compile_population(self, fn: Callable, mode: str, input_signature: list | None, population: Any) -> Callable:
+        """``jax.vmap`` over the members of the pure function a compiled call runs (see ``_PopulationCompiled``)."""
+        return _PopulationCompiled(fn, mode, population)
+
     def fast_entry(self, compiled: Callable, input_signature: list | None) -> Callable:
         """A jitted call has no cheaper entry point than itself."""
         return compiled
 
     def tracing_count(self, compiled: Callable) -> int | None:
-        if isinstance(compiled, _Compiled) and compiled.mode != "eager":
+        inner = compiled.inner if isinstance(compiled, _PopulationCompiled) else compiled
+        if isinstance(inner, _Compiled) and inner.mode != "eager":
             return compiled.traces
         return None
 

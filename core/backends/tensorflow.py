@@ -57,6 +57,26 @@ class TensorFlowBackend(Backend):
             reduce_retracing=input_signature is None,
         )
 
+    def compile_population(self, fn: Callable, mode: str, input_signature: list | None, population: Any) -> Callable:
+        """The members one after another in one compiled loop: each iteration loads a member's values into the
+        variables, runs ``fn`` on its slice of the inputs and stores the values back. TensorFlow has no
+        vectorising map for code that assigns variables (``tf.vectorized_map`` needs a pure function; Keras
+        layers and optimizers assign theirs), so the members share one graph and one call, not one kernel."""
+        variables, stacked = population.variables, population.stacked
+
+        def member(carry, i, args):
+            for v, s in zip(variables, stacked):
+                v.assign(s[i])
+            out = fn(*(a if isinstance(a, int) else tf.nest.map_structure(lambda x: x[i], a) for a in args))
+            for v, s in zip(variables, stacked):  # a scatter: XLA refuses a sliced assign at a computed index
+                s.value.scatter_update(tf.IndexedSlices(tf.expand_dims(tf.convert_to_tensor(v), 0), tf.reshape(i, [1])))
+            return carry, out
+
+        def all_members(*args):
+            return self.scan(lambda carry, i: member(carry, i, args), (), tf.range(population.size))[1]
+
+        return self.compile_fn(all_members, mode, input_signature)
+
     def tracing_count(self, compiled: Callable) -> int | None:
         if hasattr(compiled, "experimental_get_tracing_count"):
             return compiled.experimental_get_tracing_count()
