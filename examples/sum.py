@@ -10,6 +10,8 @@ if __name__ == "__main__":  # before the imports below, which take seconds (exam
 
     guard_start_up()
 
+import dataclasses
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Literal
@@ -41,6 +43,9 @@ class Config(core.RunConfig):
     """size of the training set"""
     test_samples: int = core.arg(10, min=1, max=10_000_000)
     """size of the test set"""
+    population: int = core.arg(1, min=1, max=4096)
+    """runs trained side by side in one compiled call (core.Population): seeds --seed to --seed + N - 1, each
+    member equal to its own run; summary.json gets one row per member"""
     devices: str = "1"
     """devices to step on, data parallel: N or all (CUSTOMLOOP_CPU_DEVICES=N shows a CPU as N devices); the
     batch size and the test set must divide by the device count"""
@@ -51,6 +56,8 @@ class Config(core.RunConfig):
     def validate(self) -> None:
         if self.batch_size > self.train_samples:
             raise core.UsageError(f"--batch-size {self.batch_size} exceeds --train-samples {self.train_samples}")
+        if self.population > 1 and self.devices != "1":
+            raise core.UsageError("--population trains its members on one device; leave --devices at 1")
 
 
 def make_dataset(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +98,8 @@ def check_divisible(config: Config, devices: int) -> None:
 
 def train(config: Config) -> dict:
     """Run the article's loop; return the summary."""
+    if config.population > 1:
+        return train_population(config)
     parallel = core.devices_from_flag(config.devices)  # first: a cluster forms before any tensor exists
     check_divisible(config, parallel.num_devices)
     rng = core.seed_everything(config.seed)
@@ -142,6 +151,55 @@ def train(config: Config) -> dict:
         "devices": parallel.num_devices,
     }
     return run.write_summary({**figures, "epochs": run.step // per_epoch})
+
+
+def train_population(config: Config) -> dict:
+    """The same loop for ``--population`` members at once: each built and fed as its own run (its seed's data,
+    weights and batch order), stepped together by core.Population; the summary has one row per member."""
+    seeds = [config.seed + i for i in range(config.population)]
+    members = [member_run(dataclasses.replace(config, seed=seed, population=1)) for seed in seeds]
+    population = core.Population(members[0]["train"].step, [m["objects"] for m in members])
+    print(f"stepping on {core.describe_device()}, {config.population} members (seeds {seeds[0]}-{seeds[-1]})")
+    per_epoch = config.train_samples // config.batch_size
+    model = members[0]["model"]  # the models member 0's step trains: a member's values are loaded there to use it
+
+    def member_model(i: int) -> keras.Model:
+        population.member(i)
+        return model
+
+    exported = {f"model_seed{seed}": functools.partial(member_model, i) for i, seed in enumerate(seeds)}
+    run = core.Run(config, {"population": population.stacked}, total=config.epochs * per_epoch, desc="sum",
+                   checkpoint_every=per_epoch, may_change=("epochs", "steps_per_call", "test_samples"),
+                   export=exported)  # fmt: skip
+    with run:
+        while run.running:
+            epoch, done = divmod(run.step, per_epoch)
+            batches = [epoch_batches(*m["train_data"], m["config"], epoch, core.SingleDevice()) for m in members]
+            xs, ys = (np.stack([np.asarray(b[k]) for b in batches]) for k in (0, 1))
+            while done < per_epoch and not run.stop_requested:
+                n = min(config.steps_per_call, per_epoch - done)
+                logs = population.train_steps({"x": xs[:, done : done + n], "y_true": ys[:, done : done + n]})
+                run.advance(n, {"loss": logs["loss"]})
+                done += n
+    rows = []
+    for i, m in enumerate(members):
+        kernel, bias = (keras.ops.convert_to_numpy(w).astype("float64") for w in member_model(i).layers[-1].weights)
+        test_mse = members[0]["test"](list(m["test_data"]))["mse"]
+        rows.append({"seed": seeds[i], "test_mse": test_mse, "kernel": kernel.ravel().tolist(), "bias": bias.tolist()})
+        print(f"seed {seeds[i]}: test MSE {test_mse:.3g}, kernel {kernel.ravel().round(4).tolist()}")
+    mse = [r["test_mse"] for r in rows]
+    aggregate = {"members": len(rows), "median_test_mse": float(np.median(mse)), "worst_test_mse": max(mse)}
+    return run.write_summary({"population": rows, **aggregate, "epochs": run.step // per_epoch})
+
+
+def member_run(config: Config) -> dict:
+    """One member as its own run builds it: its seed's data, then its model, optimizer and functions."""
+    rng = core.seed_everything(config.seed)
+    train_data = make_dataset(config.train_samples, rng)
+    test_data = make_dataset(config.test_samples, rng)
+    model, optimizer, train_fn, test_fn = build(config, core.SingleDevice())
+    return {"config": config, "train_data": train_data, "test_data": test_data, "model": model,
+            "objects": {"model": model, "optimizer": optimizer}, "train": train_fn, "test": test_fn}  # fmt: skip
 
 
 def epoch_batches(x: np.ndarray, y: np.ndarray, config: Config, epoch: int, parallel):

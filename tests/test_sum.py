@@ -91,3 +91,14 @@ def test_accumulating_two_batches_of_one_trains_as_one_batch_of_two(tmp_path):
     separate = sum_example.train(sum_example.Config(epochs=3, batch_size=1, mode="graph"))
     np.testing.assert_allclose(accumulated["kernel"], whole["kernel"], rtol=1e-4)
     assert np.max(np.abs(np.subtract(accumulated["kernel"], separate["kernel"]))) > 1e-3  # and unlike no accumulation
+
+
+def test_a_population_of_four_seeds_equals_four_runs(tmp_path):
+    together = sum_example.train(sum_example.Config(epochs=2, seed=5, population=4, out=str(tmp_path)))
+    assert together["members"] == 4 and sorted(p.name for p in tmp_path.glob("*.keras")) == [
+        f"model_seed{s}.keras" for s in range(5, 9)]  # fmt: skip
+    for row in together["population"]:
+        alone = sum_example.train(sum_example.Config(epochs=2, seed=row["seed"]))
+        assert row["test_mse"] == pytest.approx(alone["test_mse"], rel=1e-6)
+        np.testing.assert_allclose(row["kernel"], alone["kernel"], rtol=1e-6)
+    assert len({row["test_mse"] for row in together["population"]}) == 4
