@@ -78,9 +78,12 @@ def check_ranges(config: Any) -> None:
             raise UsageError(f"{flag} must be a finite number, got {value}")
         if isinstance(value, str) and not value.strip():
             raise UsageError(f"{flag} must not be empty")
-        message = _range_error(f.name, value, f.metadata.get("range", {}))
-        if message:
-            raise UsageError(message)
+        for item in value if isinstance(value, tuple) else (value,):  # a list flag: each value in the range
+            if isinstance(item, float) and not math.isfinite(item) and not (f.metadata.get("infinite") and item > 0):
+                raise UsageError(f"{flag} must be a finite number, got {item}")
+            message = _range_error(f.name, item, f.metadata.get("range", {}))
+            if message:
+                raise UsageError(message)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -142,6 +145,15 @@ def _flags_of(module: str) -> frozenset:
     return frozenset([f"--{n}" for n in names] + [f"--no-{n}" for n, tp in names.items() if tp in (bool, "bool")])
 
 
+def number_list(text: str) -> tuple[float, ...]:
+    """An argparse ``type`` for a flag that takes one number or several, comma-separated (a sweep's values)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, got {text!r}") from None
+    return values
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type`` for counts (steps, seeds, rounds): a bad one is the parser's one-line error."""
     try:
@@ -178,6 +190,8 @@ def make_parser(cls: type, description: str | None = None, programs: Sequence[st
             origin, args = typing.get_origin(tp), typing.get_args(tp)
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is tuple:  # tuple[float, ...]: one value or several, comma-separated ("3e-4,1e-3")
+            kwargs["type"] = number_list
         elif origin is typing.Literal:
             kwargs["choices"] = list(args)
             kwargs["type"] = type(args[0])

@@ -94,6 +94,25 @@ class Population:
         for v, s in zip(self.variables, self.stacked):
             v.assign(keras.ops.convert_to_numpy(s.value)[i])
 
+    def values(self, variable: Any) -> np.ndarray:
+        """Every member's value of one of member 0's variables (members on axis 0)."""
+        return np.asarray(keras.ops.convert_to_numpy(self.stacked[self._index(variable)].value))
+
+    def assign(self, variable: Any, values: Any) -> None:
+        """Set every member's value of ``variable`` (a hyperparameter held in a variable, a learning rate after
+        a member solved): ``values`` has one row per member."""
+        stacked = self.stacked[self._index(variable)]
+        values = np.asarray(values, dtype=keras.backend.standardize_dtype(stacked.dtype))
+        if values.shape != tuple(stacked.shape):
+            raise ValueError(f"values of shape {values.shape} for {tuple(stacked.shape)} (members first)")
+        stacked.assign(values)
+
+    def _index(self, variable: Any) -> int:
+        index = self.position(variable)
+        if index is None:
+            raise KeyError(f"{getattr(variable, 'path', variable)!r} is not a variable of the population's members")
+        return index
+
     def member_values(self, i: int) -> dict[str, np.ndarray]:
         """Member ``i``'s values by checkpoint key."""
         return {k: np.asarray(keras.ops.convert_to_numpy(s.value))[i] for k, s in zip(self.keys, self.stacked)}

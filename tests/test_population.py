@@ -90,3 +90,22 @@ def test_members_that_differ_in_shape_or_inputs_for_another_count_are_refused():
         pop.train_step({"x": X[:2, 0], "y": Y[:2, 0]})
     with pytest.raises(IndexError):
         pop.member(3)
+
+
+def test_a_member_hyperparameter_held_in_a_variable_changes_per_member_without_a_retrace():
+    pop, first = population()
+    pop.train_step({"x": X[:, 0], "y": Y[:, 0]})
+    # a float learning rate is a variable of the optimizer
+    rate = next(v for v in first["optimizer"].variables if v.path.endswith("learning_rate"))
+    np.testing.assert_allclose(pop.values(rate), [lr for _, lr in SETTINGS], rtol=1e-6)
+    pop.assign(rate, [0.0, 0.0, 0.0])  # frozen members: one more step changes no weight
+    before = [pop.member_values(j) for j in range(len(SETTINGS))]
+    pop.train_step({"x": X[:, 1], "y": Y[:, 1]})
+    for j in range(len(SETTINGS)):
+        after = pop.member_values(j)
+        for key, value in before[j].items():
+            if "/dense" in key and "optimizer" not in key:
+                np.testing.assert_array_equal(after[key], value, err_msg=key)
+    assert pop.tracing_counts()["train_step"] in (1, None)
+    with pytest.raises(KeyError):
+        pop.values(keras.Variable(1.0))
