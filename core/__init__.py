@@ -12,7 +12,7 @@ nothing else in the process. The public names, by topic (docs/core.md follows th
   ``GracefulInterrupt``, ``assert_finite``, ``RunLogger``, ``Progress``, ``write_summary``, ``strict_json``,
   ``atomic_write_bytes``, ``rng_state``, ``set_rng_state``; ``save_keras``, ``export_models`` (``.keras`` files out)
 - seeds and devices: ``seed_everything``, ``derive_seed``, ``derived_rng``; ``describe_device``, ``gpu_available``,
-  ``native_bfloat16``, ``enable_compilation_cache``
+  ``native_bfloat16``, ``enable_compilation_cache``, ``available_memory``
 - data parallel: ``DataParallel``, ``SingleDevice``, ``devices_from_flag``
 - device environments: ``make_device_env``, ``DeviceEnv``, ``DeviceVectorEnv``, ``DEVICE_ENV_IDS``
 - pictures: ``image_grid``, ``save_png``, ``save_gif``, ``to_uint8``
@@ -47,7 +47,7 @@ from core.run_log import Progress, RunLogger, atomic_write_bytes, strict_json, w
 
 # Seeds and devices
 from core.seeding import derive_seed, derived_rng, seed_everything
-from core.device import describe_device, enable_compilation_cache, gpu_available, native_bfloat16
+from core.device import available_memory, describe_device, enable_compilation_cache, gpu_available, native_bfloat16
 
 # Data parallel
 from core.parallel import DataParallel, SingleDevice, devices_from_flag
@@ -86,7 +86,7 @@ __all__ = [
     "save_keras", "export_models",
     # seeds and devices
     "seed_everything", "derive_seed", "derived_rng",
-    "describe_device", "gpu_available", "native_bfloat16", "enable_compilation_cache",
+    "describe_device", "gpu_available", "native_bfloat16", "enable_compilation_cache", "available_memory",
     # data parallel
     "DataParallel", "SingleDevice", "devices_from_flag",
     # device environments

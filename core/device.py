@@ -33,6 +33,18 @@ def cpu_flags() -> frozenset:
     return frozenset()
 
 
+def available_memory() -> int | None:
+    """Bytes of host memory available to a new allocation now (Linux's MemAvailable), None where unknown. On the
+    CPU the engines allocate there; a GPU's own memory is not counted."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 @functools.cache
 def native_bfloat16() -> bool:
     """Whether the devices a run steps on compute bfloat16 natively, so ``mixed_bfloat16`` runs faster than
