@@ -65,36 +65,41 @@ RESUME_MAY_CHANGE = (
 
 @dataclass
 class Config(core.RunConfig):
-    """Train a PPO agent on a discrete-action environment, on the device or on gymnasium."""
+    """Train a PPO agent on a Discrete- or Box-action environment, on the device or on gymnasium. Flags left unset
+    (None) take the defaults of the environment (examples/rl_defaults.py)."""
 
     env: str = "CartPole-v1"
-    """environment id (discrete actions, flat Box observations); any gymnasium id on the gymnasium backend"""
+    """environment id (flat Box observations; Discrete or Box actions); any gymnasium id on the gymnasium backend"""
     env_backend: Literal["auto", "device", "gymnasium"] = "auto"
     """device: environments written in keras.ops, stepped inside the compiled call (CartPole-v1, Acrobot-v1,
-    MountainCar-v0); gymnasium: NumPy environments on the host; auto: device where there is one"""
-    num_envs: int = core.arg(8, min=1, max=65_536)
-    """environments stepped together"""
-    rollout_steps: int = core.arg(32, min=1, max=100_000)
-    """steps of every environment per iteration"""
+    MountainCar-v0, Pendulum-v1, MountainCarContinuous-v0); gymnasium: NumPy environments on the host; auto: device
+    where there is one"""
+    num_envs: int | None = core.arg(None, min=1, max=65_536)
+    """environments stepped together (Discrete: 8; Box: 1, Pendulum-v1: 16)"""
+    rollout_steps: int | None = core.arg(None, min=1, max=100_000)
+    """steps of every environment per iteration (Discrete: 32; Box: 2048, Pendulum-v1: 64)"""
     iterations_per_call: int = core.arg(1, min=1, max=10_000)
     """device path: rollout + update iterations fused into one compiled call (1: the single-iteration program,
     which TensorFlow traces in half the time of the fused loop)"""
-    gamma: float = core.arg(0.98, above=0, max=1)
-    """discount of the returns"""
-    gae_lambda: float = core.arg(0.8, min=0, max=1)
-    """GAE lambda (1: Monte-Carlo returns bootstrapped at the rollout's end; 0: one-step TD)"""
+    gamma: float | None = core.arg(None, above=0, max=1)
+    """discount of the returns (Discrete: 0.98; Box: 0.99, Pendulum-v1: 0.97)"""
+    gae_lambda: float | None = core.arg(None, min=0, max=1)
+    """GAE lambda (1: Monte-Carlo returns bootstrapped at the rollout's end; 0: one-step TD; Discrete: 0.8; Box:
+    0.95)"""
     epochs: int = core.arg(10, min=1, max=1000)
     """passes over each rollout"""
-    minibatches: int = core.arg(1, min=1, max=100_000)
-    """minibatches per epoch (each num_envs * rollout_steps / minibatches transitions)"""
+    minibatches: int | None = core.arg(None, min=1, max=100_000)
+    """minibatches per epoch, each num_envs * rollout_steps / minibatches transitions (Discrete: 1; Box: 32,
+    Pendulum-v1: 16)"""
     clip_coef: float = core.arg(0.2, above=0, max=10)
     """clip the probability ratio to [1 - c, 1 + c]"""
     entropy_coef: float = core.arg(0.0, min=0, max=100)
     """weight of the entropy bonus in the policy loss"""
-    lr: float = core.arg(0.003, above=0, max=10)
-    """Adam learning rate of both networks (each has its own Adam)"""
-    anneal_lr: bool = False
-    """decay the learning rates linearly to 0 over --max-env-steps"""
+    lr: float | None = core.arg(None, above=0, max=10)
+    """Adam learning rate of both networks, each with its own Adam (Discrete: 0.003; Box: 0.0003, Pendulum-v1:
+    0.001)"""
+    anneal_lr: bool | None = None
+    """decay the learning rates linearly to 0 over --max-env-steps (Discrete: off; Box: on, Pendulum-v1: off)"""
     clip_norm: float = core.arg(0.5, min=0)
     """clip each network's gradient to this global norm (0: no clipping)"""
     hidden: int = core.arg(64, min=1, max=8192)
@@ -102,8 +107,8 @@ class Config(core.RunConfig):
     max_env_steps: int = core.arg(500_000, min=1, max=10**12)
     """bound on the run, in environment transitions (device path: rounded up to whole calls)"""
     target_return: float | None = core.arg(None, infinite=True)
-    """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold;
-    inf: never, train for the whole --max-env-steps)"""
+    """stop once the mean return of the last 100 episodes reaches this (default: the env's reward_threshold, for
+    Pendulum-v1, which has none, -200; inf: never, train for the whole --max-env-steps)"""
     greedy_envs: int = core.arg(8, min=0, max=65_536)
     """device path: extra environments stepped in the same rollout with the argmax action (never learned from);
     the run stops only once the mean of their last 16 episodes also reaches the target (0: off)"""
@@ -121,8 +126,8 @@ class Config(core.RunConfig):
     checkpoint_every: int = core.arg(50_000, min=1)
     """environment steps between checkpoints (with --out)"""
     normalize: bool | None = None
-    """normalise observations and scale rewards with running statistics kept in the checkpoint (VecNormalize);
-    default: on for Box actions, off for Discrete ones"""
+    """normalise observations and scale rewards with running statistics kept in the checkpoint, as VecNormalize
+    (Discrete: off; Box: on)"""
     mode: Literal["eager", "graph", "xla"] = "graph"
     """how calls are compiled: eager, graph (tf.function; jax.jit on JAX) or xla (jit_compile); graph by default:
     TensorFlow's XLA compile of the whole iteration costs more than it saves"""
@@ -182,15 +187,18 @@ class PPO:
         self, cfg: Config, obs_dim: int, actions: int, env: core.DeviceEnv | None = None, continuous: bool = False
     ):
         """``actions``: logits of a Discrete space, or components of a Box one (``continuous``, or a Box device
-        ``env``)."""
+        ``env``). Flags ``cfg`` left unset take the environment's defaults."""
+        continuous = continuous or (env is not None and env.continuous)
+        cfg = settled(cfg, "device" if env is not None else "gymnasium", continuous)
         self.cfg, self.env = cfg, env
         self.T, self.N, self.obs_dim = cfg.rollout_steps, cfg.num_envs, obs_dim
         # Greedy monitors: extra device environments acting with the greedy action, never learned from.
         self.G = cfg.greedy_envs if env is not None else 0
         self.updates = cfg.epochs * cfg.minibatches
-        self.head = make_head(continuous or (env is not None and env.continuous), actions)
-        # The policy's outputs are the logits (Discrete) or the Gaussian's mean (Box), in both cases starting near 0.
-        self.policy = mlp(obs_dim, actions, cfg.hidden, "policy", out_scale=0.01)
+        self.head = make_head(continuous, actions)
+        # The policy's outputs: the logits (Discrete), or the Gaussian's mean and log standard deviation (Box); all
+        # start near 0, a near-uniform policy or one with standard deviation 1.
+        self.policy = mlp(obs_dim, self.head.outputs, cfg.hidden, "policy", out_scale=0.01)
         self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
         self.norm = Normalizer(obs_dim, self.N, cfg.gamma) if cfg.normalize else None
         self.seed_gen = keras.random.SeedGenerator(cfg.seed)
@@ -198,8 +206,8 @@ class PPO:
         self.value_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
         groups = [
-            core.UpdateGroup("policy", self.policy_loss, [*self.policy.trainable_variables, *self.head.variables],
-                             self.policy_opt, clip, repeats=self.updates, repeat_key="update"),
+            core.UpdateGroup("policy", self.policy_loss, self.policy.trainable_variables, self.policy_opt, clip,
+                             repeats=self.updates, repeat_key="update"),
             core.UpdateGroup("value", self.value_loss, self.value.trainable_variables, self.value_opt, clip,
                              repeats=self.updates, repeat_key="update"),
         ]  # fmt: skip
@@ -379,15 +387,13 @@ class PPO:
         objs.update(value_opt=self.value_opt, seed_gen=self.seed_gen)
         if self.env is not None:
             objs["env_state"] = list(self.env_state.values())
-        if self.head.variables:
-            objs["policy_log_std"] = self.head.variables
         if self.norm is not None:
             objs["normalizer"] = self.norm.variables
         return objs
 
     def exported(self) -> dict:
         """The networks as .keras files at every checkpoint, acting on raw observations (the statistics of then)."""
-        return exports(self.policy, self.value, self.obs_dim, self.norm)
+        return exports(self.policy, self.value, self.obs_dim, self.norm, self.head)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.sample({"obs": np.asarray(obs, np.float32)})

@@ -2,10 +2,14 @@
 actions, a diagonal Gaussian for Box actions), running observation and reward statistics kept in variables and
 updated inside the compiled step, and the networks exported with those statistics folded in.
 
-Box actions: the Gaussian's mean comes from the network, its log standard deviation is one trainable variable per
-action component, independent of the state (as CleanRL's ``ppo_continuous_action.py``). A sampled action is kept
-as drawn (its log-probability is exact, no Jacobian term) and clipped to the bounds only where it enters the
-environment, as CleanRL's ``ClipAction`` wrapper and SB3 do; greedy acting uses the mean.
+Box actions: the network outputs the Gaussian's mean and its log standard deviation, both functions of the state
+(clipped to [-5, 2]). CleanRL's ``ppo_continuous_action.py`` keeps the log standard deviation one trainable number
+per component instead; on Pendulum-v1 that plateaued near a mean return of -250 to -300 (on the tuning seeds 100-106,
+it reached -200 within 200k env steps on 1 of 3 at the settings where the state-dependent one did on 7 of 7): a state
+needing precise torques near the top and states needing wide exploration in the swing-up cannot share one spread.
+A sampled action is kept as drawn (its log-probability is exact, no Jacobian term as a tanh squash would need) and
+clipped to the bounds only where it enters the environment, as CleanRL's ``ClipAction`` wrapper and SB3 do; greedy
+acting uses the mean.
 
 Normalisation (VecNormalize's and CleanRL's wrappers, on by default for Box actions): observations become
 ``clip((x - mean) / sqrt(var + 1e-8), -10, 10)`` with running statistics of every observation seen, rewards are
@@ -22,7 +26,6 @@ import core  # noqa: F401  (before Keras, which it imports with its start-up log
 # isort: split
 import math
 import sys
-from typing import Any
 
 import keras
 import numpy as np
@@ -36,6 +39,9 @@ STAT_EPS = 1e-8  # added to a running variance before its square root (gymnasium
 START_COUNT = 1e-4  # gymnasium's RunningMeanStd starts at this count: the first batch all but replaces mean 0, var 1
 
 
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # standard deviations from 0.007 to 7.4 (SAC's bounds)
+
+
 class Categorical:
     """Discrete actions: the network's outputs are logits; actions are int32 indices."""
 
@@ -43,7 +49,6 @@ class Categorical:
 
     def __init__(self, num_actions: int):
         self.outputs = num_actions
-        self.variables: list = []  # nothing trained besides the network
 
     def sample(self, logits, seed):
         return sample_actions(logits, seed)
@@ -60,37 +65,42 @@ class Categorical:
 
 
 class Gaussian:
-    """Box actions: the network's outputs are the mean; ``log_std`` a trainable variable (one per component)."""
+    """Box actions: the network's ``2 * action_dim`` outputs are the mean, then the log standard deviation."""
 
     continuous = True
 
-    def __init__(self, action_dim: int, init_log_std: float = 0.0):
-        self.outputs = action_dim
-        self.log_std = keras.Variable(np.full(action_dim, init_log_std, "float32"), name="log_std")
-        self.variables = [self.log_std]
+    def __init__(self, action_dim: int):
+        self.action_dim, self.outputs = action_dim, 2 * action_dim
 
-    def sample(self, mean, seed):
-        return mean + ops.exp(self.log_std) * standard_normal(ops.shape(mean), seed)
+    def split(self, params):
+        """(mean, log standard deviation) of each row."""
+        d = self.action_dim
+        return params[:, :d], ops.clip(params[:, d:], LOG_STD_MIN, LOG_STD_MAX)
 
-    def greedy(self, mean):
-        return mean
+    def sample(self, params, seed):
+        mean, log_std = self.split(params)
+        return mean + ops.exp(log_std) * standard_normal(ops.shape(mean), seed)
 
-    def log_prob(self, mean, actions):
-        z = (actions - mean) * ops.exp(-self.log_std)
-        return ops.sum(-0.5 * ops.square(z) - self.log_std, axis=-1) - 0.5 * LOG_2PI * self.outputs
+    def greedy(self, params):
+        return self.split(params)[0]
 
-    def entropy(self, mean):
-        per_row = ops.sum(self.log_std) + 0.5 * (1.0 + LOG_2PI) * self.outputs  # the same for every state
-        return ops.zeros_like(mean[:, 0]) + per_row
+    def log_prob(self, params, actions):
+        mean, log_std = self.split(params)
+        z = (actions - mean) * ops.exp(-log_std)
+        return ops.sum(-0.5 * ops.square(z) - log_std, axis=-1) - 0.5 * LOG_2PI * self.action_dim
+
+    def entropy(self, params):
+        return ops.sum(self.split(params)[1], axis=-1) + 0.5 * (1.0 + LOG_2PI) * self.action_dim
 
 
 def standard_normal(shape, seed):
     """Standard normal numbers by the inverse CDF of integer draws: Keras' integer draws give the same numbers
     eager, in graphs and under XLA on both backends, and a draw's first rows are those of a shorter draw (float
     draws keep neither on TensorFlow), so greedy monitors stepped beside the training rows change nothing."""
-    bits = keras.random.randint(shape, 0, 1 << 24, dtype="int32", seed=seed)
-    u = (ops.cast(bits, "float32") + 0.5) * (1.0 / (1 << 24))  # in (0, 1), never 0 or 1: |z| <= 5.4
-    return math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
+    bits = keras.random.randint(shape, 0, 1 << 23, dtype="int32", seed=seed)
+    # 2u - 1 for u = (bits + 1/2) / 2^23, every step exact in float32: in [-1 + 2^-23, 1 - 2^-23], so |z| <= 5.3.
+    # (24 bits would round the largest u to exactly 1 and erfinv(1) is inf: measured, a NaN loss on Pendulum-v1.)
+    return math.sqrt(2.0) * ops.erfinv((ops.cast(bits, "float32") + 0.5) * (1.0 / (1 << 22)) - 1.0)
 
 
 def make_head(continuous: bool, actions: int) -> Categorical | Gaussian:
@@ -153,25 +163,39 @@ class Normalizer:
         return ops.clip(rewards / ops.sqrt(self.ret.var.value + STAT_EPS), -OBS_CLIP, OBS_CLIP)
 
 
-def on_raw_observations(network: keras.Model, obs_dim: int, normalizer: Normalizer | None) -> keras.Model:
+def on_raw_observations(network: keras.Model, obs_dim: int, normalizer: Normalizer | None, keep: int = 0):
     """``network`` behind the observation normalisation it was trained with, as built-in Keras layers only, so
     ``keras.saving.load_model`` reads it anywhere: a ``Normalization`` layer holding the statistics of now, then
-    the clip to +-10 as ``ReLU(max_value=20)`` between two shifts by 10 (no built-in clip layer exists)."""
-    if normalizer is None:
+    the clip to +-10 as ``ReLU(max_value=20)`` between two shifts by 10 (no built-in clip layer exists). ``keep``
+    > 0: only the first ``keep`` outputs (a Gaussian policy's mean), by a copy of the last layer cut to them."""
+    if normalizer is None and not keep:
         return network
-    mean, var = normalizer.obs.numpy()
     x = keras.Input((obs_dim,), name="obs")
-    h = keras.layers.Normalization(mean=mean, variance=var + STAT_EPS, name="obs_normalization")(x)
-    h = keras.layers.Rescaling(1.0, offset=OBS_CLIP, name="shift_up")(h)
-    h = keras.layers.ReLU(max_value=2 * OBS_CLIP, name="clip")(h)
-    h = keras.layers.Rescaling(1.0, offset=-OBS_CLIP, name="shift_down")(h)
-    return keras.Model(x, network(h), name=f"{network.name}_on_raw_obs")
+    h = x
+    if normalizer is not None:
+        mean, var = normalizer.obs.numpy()
+        h = keras.layers.Normalization(mean=mean, variance=var + STAT_EPS, name="obs_normalization")(h)
+        h = keras.layers.Rescaling(1.0, offset=OBS_CLIP, name="shift_up")(h)
+        h = keras.layers.ReLU(max_value=2 * OBS_CLIP, name="clip")(h)
+        h = keras.layers.Rescaling(1.0, offset=-OBS_CLIP, name="shift_down")(h)
+    if not keep:
+        return keras.Model(x, network(h), name=f"{network.name}_on_raw_obs")
+    last = network.layers[-1]
+    for layer in network.layers[1:-1]:  # the hidden layers themselves, then a copy of the last one, cut
+        h = layer(h)
+    out = keras.layers.Dense(keep, name="mean")
+    y = out(h)
+    kernel, bias = (ops.convert_to_numpy(w) for w in last.weights)
+    out.set_weights([kernel[:, :keep], bias[:keep]])
+    return keras.Model(x, y, name=f"{network.name}_mean_on_raw_obs")
 
 
-def exports(policy: keras.Model, value: keras.Model, obs_dim: int, normalizer: Normalizer | None) -> dict[str, Any]:
-    """What ``core.Run(export=...)`` writes at every checkpoint: functions, so the statistics are those of then."""
+def exports(policy: keras.Model, value: keras.Model, obs_dim: int, normalizer: Normalizer | None, head) -> dict:
+    """What ``core.Run(export=...)`` writes at every checkpoint: functions, so the weights and statistics are those
+    of then. The policy outputs the logits (Discrete) or the mean action (Box), the value network the value."""
+    keep = head.action_dim if head.continuous else 0
     return {
-        "policy": lambda: on_raw_observations(policy, obs_dim, normalizer),
+        "policy": lambda: on_raw_observations(policy, obs_dim, normalizer, keep),
         "value": lambda: on_raw_observations(value, obs_dim, normalizer),
     }
 

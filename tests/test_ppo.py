@@ -79,7 +79,9 @@ def test_clipped_surrogate_matches_numpy():
 
 
 def cfg(**kw) -> ppo.Config:
-    return ppo.Config(**{"eval_episodes": 0, "gif": False, **kw})
+    """A Discrete-action config with the flags left unset filled in, as a run fills them (examples/rl_defaults.py)."""
+    config = ppo.Config(**{"eval_episodes": 0, "gif": False, **kw})
+    return ppo.settled(config, "gymnasium" if config.env_backend == "gymnasium" else "device", continuous=False)
 
 
 def rollout_batch(config, obs_dim=4, seed=0):

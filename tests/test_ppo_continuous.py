@@ -30,16 +30,17 @@ def numpy_of(x) -> np.ndarray:
 def test_gaussian_log_prob_and_entropy_match_numpy():
     rng = np.random.default_rng(0)
     head = rl_policy.Gaussian(3)
-    log_std = np.array([0.3, -1.2, 0.0], "float32")
-    head.log_std.assign(log_std)
     mean = rng.normal(size=(64, 3)).astype("float32")
+    log_std = rng.uniform(-7, 4, size=(64, 3)).astype("float32")  # beyond [-5, 2] on some rows: clipped
+    params = np.concatenate([mean, log_std], axis=1)
     actions = (mean + rng.normal(size=(64, 3)) * 2).astype("float32")
-    std = np.exp(log_std.astype(np.float64))
-    density = np.exp(-0.5 * ((actions - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
-    np.testing.assert_allclose(numpy_of(head.log_prob(mean, actions)), np.log(density).sum(-1), rtol=1e-5)
-    entropy = np.sum(0.5 * np.log(2 * math.pi * math.e * std**2))  # of a diagonal Gaussian, per state
-    np.testing.assert_allclose(numpy_of(head.entropy(mean)), np.full(64, entropy), rtol=1e-6)
-    np.testing.assert_array_equal(numpy_of(head.greedy(mean)), mean)
+    std = np.exp(np.clip(log_std.astype(np.float64), -5, 2))
+    log_density = -0.5 * ((actions - mean) / std) ** 2 - np.log(std * math.sqrt(2 * math.pi))  # (exp underflows)
+    np.testing.assert_allclose(numpy_of(head.log_prob(params, actions)), log_density.sum(-1), rtol=1e-5)
+    entropy = np.sum(0.5 * np.log(2 * math.pi * math.e * std**2), axis=-1)  # of a diagonal Gaussian, per state
+    np.testing.assert_allclose(numpy_of(head.entropy(params)), entropy, rtol=1e-5)
+    np.testing.assert_array_equal(numpy_of(head.greedy(params)), mean)
+    assert head.outputs == 6 and head.continuous
 
 
 def test_categorical_log_prob_and_entropy_match_numpy():
@@ -51,20 +52,25 @@ def test_categorical_log_prob_and_entropy_match_numpy():
     p /= p.sum(-1, keepdims=True)
     np.testing.assert_allclose(numpy_of(head.log_prob(logits, actions)), np.log(p[np.arange(32), actions]), rtol=1e-5)
     np.testing.assert_allclose(numpy_of(head.entropy(logits)), -(p * np.log(p)).sum(-1), rtol=1e-5, atol=1e-6)
-    assert head.variables == [] and not head.continuous
+    assert head.outputs == 4 and not head.continuous
 
 
 def test_gaussian_samples_have_the_distribution_and_prefix_rows():
     head = rl_policy.Gaussian(2)
-    head.log_std.assign(np.log(np.array([0.5, 2.0], "float32")))
-    mean = np.tile(np.array([[1.0, -3.0]], "float32"), (20_000, 1))
-    x = numpy_of(head.sample(mean, keras.random.SeedGenerator(3)))
+    params = np.tile(np.array([[1.0, -3.0, math.log(0.5), math.log(2.0)]], "float32"), (20_000, 1))
+    x = numpy_of(head.sample(params, keras.random.SeedGenerator(3)))
     np.testing.assert_allclose(x.mean(0), [1.0, -3.0], atol=0.03)
     np.testing.assert_allclose(x.std(0), [0.5, 2.0], rtol=0.02)
     # The first rows of a longer draw are the shorter draw: greedy monitors beside the training rows change nothing.
     short = numpy_of(rl_policy.standard_normal((5, 2), keras.random.SeedGenerator(7)))
     long = numpy_of(rl_policy.standard_normal((9, 2), keras.random.SeedGenerator(7)))
     np.testing.assert_array_equal(long[:5], short)
+
+
+def test_standard_normal_is_finite_at_the_extreme_draws(monkeypatch):
+    monkeypatch.setattr(keras.random, "randint", lambda shape, lo, hi, dtype, seed: np.array([lo, hi - 1], dtype))
+    z = numpy_of(rl_policy.standard_normal((2,), None))
+    assert np.all(np.isfinite(z)) and z[0] == -z[1] and 5.0 < z[1] < 5.5, z
 
 
 def test_running_moments_match_gymnasiums_running_mean_std():
@@ -117,7 +123,7 @@ def test_a_compiled_iteration_equals_an_eager_one():
     for agent in agents:
         for _ in range(2):
             agent.step.train_step()
-    eager, graph = ([*a.policy.weights, *a.value.weights, *a.head.variables, *a.norm.variables] for a in agents)
+    eager, graph = ([*a.policy.weights, *a.value.weights, *a.norm.variables] for a in agents)
     for a, b in zip(eager, graph, strict=True):
         np.testing.assert_allclose(numpy_of(a), numpy_of(b), rtol=1e-4, atol=1e-5, err_msg=a.path)
     assert float(numpy_of(agents[1].norm.obs.count)) == pytest.approx(rl_policy.START_COUNT + 2 * 16 * 4)
@@ -129,7 +135,7 @@ def test_device_run_with_normalisation_resumes_exactly(tmp_path):
     resumed = ppo.train(cfg(max_env_steps=4096, out=str(tmp_path / "part"), resume=True))
     assert resumed["env_steps"] == full["env_steps"] and resumed["config"]["normalize"] is True
     with np.load(tmp_path / "full" / "checkpoint.npz") as a, np.load(tmp_path / "part" / "checkpoint.npz") as b:
-        assert {"normalizer/obs_mean", "normalizer/discounted_return", "policy_log_std/log_std"} <= set(a.files)
+        assert {"normalizer/obs_mean", "normalizer/discounted_return", "env_state/env_physics"} <= set(a.files)
         assert set(a.files) == set(b.files)
         for key in a.files:
             if key != "__meta__":
@@ -292,3 +298,17 @@ def test_reinforce_refuses_box_actions_in_one_line(capsys):
     assert reinforce.main(["--algo", "reinforce", "--env", "Pendulum-v1", "--no-gif"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Box actions" in err and "--algo ppo" in err, err
+
+
+@pytest.mark.parametrize(
+    "env_id, module, extra",
+    [("LunarLander-v3", "Box2D", "box2d"), ("LunarLanderContinuous-v3", "Box2D", "box2d"), ("Hopper-v5", "mujoco",
+     "mujoco")],
+)  # fmt: skip
+def test_simulator_extras_train_on_the_host_path(env_id, module, extra):
+    pytest.importorskip(module, reason=f'{env_id} needs the {extra} extra: pip install -e ".[{extra}]"')
+    config = ppo.Config(env=env_id, num_envs=2, rollout_steps=32, max_env_steps=256, eval_episodes=1, gif=False)
+    summary = ppo.train(config)
+    assert summary["env_backend"] == "gymnasium" and summary["env_steps"] == 256
+    assert summary["config"]["normalize"] == (env_id != "LunarLander-v3")  # on for Box actions
+    assert np.isfinite(summary["eval_mean_return"])
