@@ -422,8 +422,8 @@ def train_on_device(cfg: Config) -> dict:
     )
     if agent.G:
         print(
-            f"{agent.G} greedy monitor envs (argmax, not learned from): the run also needs the mean of their last "
-            f"{GREEDY_WINDOW} episodes to reach the target"
+            f"{agent.G} greedy monitor envs (argmax or mean action, not learned from): the run also needs the mean "
+            f"of their last {GREEDY_WINDOW} episodes to reach the target"
         )
     run = open_run(cfg, agent, f"{env.env_id} (device)", RESUME_MAY_CHANGE, resolved_flags)
     pending: list[dict] = []  # logs not yet written to TensorBoard

@@ -312,3 +312,25 @@ def test_simulator_extras_train_on_the_host_path(env_id, module, extra):
     assert summary["env_backend"] == "gymnasium" and summary["env_steps"] == 256
     assert summary["config"]["normalize"] == (env_id != "LunarLander-v3")  # on for Box actions
     assert np.isfinite(summary["eval_mean_return"])
+
+
+def test_resume_compares_the_per_environment_defaults_as_filled_in(tmp_path, capsys):
+    argv = [
+        "--env",
+        "Pendulum-v1",
+        "--max-env-steps",
+        "1024",
+        "--eval-episodes",
+        "0",
+        "--no-gif",
+        "--out",
+        str(tmp_path),
+    ]
+    assert ppo.main(argv) == 0
+    saved = json.loads((tmp_path / "summary.json").read_text())["config"]
+    assert (saved["gamma"], saved["num_envs"], saved["minibatches"], saved["target_return"]) == (0.97, 16, 16, -200.0)
+    assert ppo.main([*argv, "--resume", "--gamma", "0.97", "--num-envs", "16", "--max-env-steps", "2048"]) == 0
+    capsys.readouterr()
+    assert ppo.main([*argv, "--resume", "--gamma", "0.9", "--max-env-steps", "4096"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--gamma 0.97, not 0.9" in err and len(err.splitlines()) == 1, err
