@@ -112,7 +112,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "not a folder"),
         (["--g-lr", "0"], "--g-lr must be in (0, 10], got 0"),
         (["--seed", "-1"], "--seed must be in [0, 4294967295]"),
-        (["--out", "/dev/null"], "--out /dev/null is a file, not a folder"),
+        (["--out", "/dev/null"], "--out /dev/null is a device, not a folder"),
         (["--resume"], "--resume needs --out"),
         (["--augment-shift", "1"], "--augment-shift is a flag of python -m examples.gan_images"),
         (["--dataset", "mnist", "--augment-shift", "14"], "under half the image size"),
