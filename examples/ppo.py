@@ -86,15 +86,15 @@ class Config(core.RunConfig):
     gae_lambda: float | None = core.arg(None, min=0, max=1)
     """GAE lambda (1: Monte-Carlo returns bootstrapped at the rollout's end; 0: one-step TD; Discrete: 0.8; Box:
     0.95)"""
-    epochs: int = core.arg(10, min=1, max=1000)
-    """passes over each rollout"""
+    epochs: int | None = core.arg(None, min=1, max=1000)
+    """passes over each rollout (10; LunarLander-v3: 4)"""
     minibatches: int | None = core.arg(None, min=1, max=100_000)
     """minibatches per epoch, each num_envs * rollout_steps / minibatches transitions (Discrete: 1; Box: 32,
     Pendulum-v1: 16)"""
     clip_coef: float = core.arg(0.2, above=0, max=10)
     """clip the probability ratio to [1 - c, 1 + c]"""
-    entropy_coef: float = core.arg(0.0, min=0, max=100)
-    """weight of the entropy bonus in the policy loss"""
+    entropy_coef: float | None = core.arg(None, min=0, max=100)
+    """weight of the entropy bonus in the policy loss (0; LunarLander-v3: 0.01)"""
     lr: float | None = core.arg(None, above=0, max=10)
     """Adam learning rate of both networks, each with its own Adam (Discrete: 0.003; Box: 0.0003, Pendulum-v1:
     0.001)"""

@@ -16,10 +16,10 @@ from examples.rl_run import check_sizes, defaults_of_old_checkpoints
 # Acrobot-v1 (docs/benchmarks.md). Box: CleanRL's ppo_continuous_action.py (MuJoCo: one environment, 2048 steps,
 # 32 minibatches, annealed 3e-4, normalisation on).
 KIND_DEFAULTS: dict[bool, dict[str, Any]] = {
-    False: {"num_envs": 8, "rollout_steps": 32, "gamma": 0.98, "gae_lambda": 0.8, "minibatches": 1, "lr": 0.003,
-            "anneal_lr": False, "normalize": False},
-    True: {"num_envs": 1, "rollout_steps": 2048, "gamma": 0.99, "gae_lambda": 0.95, "minibatches": 32, "lr": 3e-4,
-           "anneal_lr": True, "normalize": True},
+    False: {"num_envs": 8, "rollout_steps": 32, "gamma": 0.98, "gae_lambda": 0.8, "minibatches": 1, "epochs": 10,
+            "lr": 0.003, "anneal_lr": False, "entropy_coef": 0.0, "normalize": False},
+    True: {"num_envs": 1, "rollout_steps": 2048, "gamma": 0.99, "gae_lambda": 0.95, "minibatches": 32, "epochs": 10,
+           "lr": 3e-4, "anneal_lr": True, "entropy_coef": 0.0, "normalize": True},
 }  # fmt: skip
 # The device's Box environments, over the Box row: many environments for one compiled call, tuned on Pendulum-v1
 # seeds 100-106 (docs/reinforce.md); Pendulum-v1's target, which gymnasium does not register, as the issue set it.
@@ -27,7 +27,11 @@ DEVICE_BOX = {"num_envs": 16, "rollout_steps": 64, "minibatches": 16, "lr": 1e-3
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": {**DEVICE_BOX, "gamma": 0.97, "target_return": -200.0},
     "MountainCarContinuous-v0": DEVICE_BOX,
-}
+    # rl-baselines3-zoo's PPO settings for LunarLander (16 x 1024, minibatches of 64, 4 epochs, entropy 0.01): the
+    # Discrete row, tuned on CartPole, ended seed 4000 at a 100-episode mean of 6.3 after 1M env steps.
+    "LunarLander-v3": {"num_envs": 16, "rollout_steps": 1024, "minibatches": 256, "epochs": 4, "gamma": 0.999,
+                       "gae_lambda": 0.98, "lr": 3e-4, "entropy_coef": 0.01},
+}  # fmt: skip
 
 
 def defaults(env: str, continuous: bool) -> dict[str, Any]:
