@@ -37,13 +37,23 @@ from pathlib import Path
 import core
 
 REPO = Path(__file__).resolve().parents[1]
-TUNING_SEEDS = {"CartPole-v1": "1000-1023", "Acrobot-v1": "1000-1005", "Pendulum-v1": "100-106"}
+TUNING_SEEDS = {
+    "CartPole-v1": "1000-1023",
+    "Acrobot-v1": "1000-1005",
+    "Pendulum-v1": "100-106",
+    "LunarLander-v3": "100",
+}
 PEERS = {
     "CartPole-v1": "SB3 PPO, RL-zoo CartPole-v1 settings, 3 of the same seeds on this machine: solved 2 of 3 within "
     "100k (63.9k and 81.3k env steps), the third ended at a 100-episode mean of 400; 32-66 s of wall time",
     "Pendulum-v1": "SB3 PPO, rl-baselines3-zoo Pendulum-v1 settings (gSDE, gamma 0.9, 4 envs x 1024 steps), as the "
     "issue measured it on this machine on two seeds: a 20-episode greedy mean >= -200 after 40,960 env steps, "
     "10.5-12.5 s on one thread (not rerun here: SB3 needs PyTorch, not installed)",
+    "LunarLander-v3": "SB3 PPO with rl-baselines3-zoo's LunarLander settings reaches about 240 at 1M env steps (the "
+    "issue's figure; not rerun here)",
+    "Hopper-v5": "CleanRL ppo_continuous_action.py, Hopper-v4 at 1M env steps: 2383 +- 272 (published; not rerun)",
+    "HalfCheetah-v5": "CleanRL ppo_continuous_action.py, HalfCheetah-v4 at 1M env steps: 1443 +- 46 (published; not "
+    "rerun)",
 }
 # Goals on the median wall seconds to solve, per backend (CartPole-v1, Pendulum-v1).
 WALL_GOALS = {"CartPole-v1": {"jax": 2.0, "tensorflow": 3.0}, "Pendulum-v1": {"jax": 10.0, "tensorflow": 20.0}}
