@@ -79,6 +79,17 @@ def test_environments_that_cannot_be_made(capsys, env_id):
     one_line_exit_2(reinforce.main, ["--env", env_id, "--no-gif"], capsys, "--env")
 
 
+@pytest.mark.parametrize("env_id, extra", [("Hopper-v5", "mujoco"), ("LunarLanderContinuous-v3", "box2d")])
+def test_an_environment_of_a_missing_extra_names_its_install(monkeypatch, capsys, env_id, extra):
+    import gymnasium as gym
+
+    def missing(*args, **kwargs):  # what gymnasium raises where the simulator is not installed
+        raise gym.error.DependencyNotInstalled(f'{extra} is not installed, run `pip install "gymnasium[{extra}]"`')
+
+    monkeypatch.setattr(gym, "make_vec", missing)
+    one_line_exit_2(reinforce.main, ["--env", env_id, "--no-gif"], capsys, f'pip install -e ".[{extra}]"')
+
+
 @pytest.mark.parametrize("main", [sum_example.main, gan.main, reinforce.main], ids=["sum", "gan", "reinforce"])
 def test_out_that_is_a_file_and_negative_seeds(tmp_path, capsys, main):
     (tmp_path / "f").write_text("x")

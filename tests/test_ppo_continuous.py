@@ -284,16 +284,6 @@ def test_unsupported_spaces_are_one_line_exit_2(env_class, needle, capsys):
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
 
 
-def test_a_mujoco_task_without_the_extra_names_the_install(monkeypatch, capsys):
-    def missing(*args, **kwargs):
-        raise gym.error.DependencyNotInstalled('MuJoCo is not installed, run `pip install "gymnasium[mujoco]"`')
-
-    monkeypatch.setattr(gym, "make_vec", missing)
-    assert ppo.main(["--env", "Hopper-v5", "--no-gif"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and 'pip install -e ".[mujoco]"' in err, err
-
-
 def test_reinforce_refuses_box_actions_in_one_line(capsys):
     assert reinforce.main(["--algo", "reinforce", "--env", "Pendulum-v1", "--no-gif"]) == 2
     err = capsys.readouterr().err.strip()

@@ -458,3 +458,24 @@ def test_bootstrap_at_time_limit_only():
     g_term = [2.71, 1.9, 1.0]
     expected = np.array([g for pair in zip(g_cut, g_term) for g in pair])  # flat index = row * envs + env
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_reinforce_exports_its_networks_and_they_load_on_both_backends(tmp_path):
+    """policy.keras and value.keras, written with the checkpoint, reproduce the trained networks' outputs."""
+    import keras
+    from test_export import assert_reproduces
+
+    from examples.rl_env import make_vector_env
+
+    out = tmp_path / "run"
+    config = reinforce_mc.Config(max_env_steps=2000, eval_episodes=0, gif=False, out=str(out))
+    reinforce_mc.train(config)
+    env, info = make_vector_env("CartPole-v1", 2)
+    env.close()
+    agent = Reinforce(config, info, config.num_envs)
+    core.load_checkpoint(out / "checkpoint.npz", agent.checkpoint_objects())
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    for name, network in (("policy", agent.policy), ("value", agent.value)):
+        loaded = keras.saving.load_model(out / f"{name}.keras")
+        np.testing.assert_allclose(loaded(obs), keras.ops.convert_to_numpy(network(obs)), rtol=1e-6, atol=1e-6)
+        assert_reproduces(loaded, out / f"{name}.keras", obs, tmp_path)
