@@ -297,7 +297,8 @@ def test_reinforce_refuses_box_actions_in_one_line(capsys):
 )  # fmt: skip
 def test_simulator_extras_train_on_the_host_path(env_id, module, extra):
     pytest.importorskip(module, reason=f'{env_id} needs the {extra} extra: pip install -e ".[{extra}]"')
-    config = ppo.Config(env=env_id, num_envs=2, rollout_steps=32, max_env_steps=256, eval_episodes=1, gif=False)
+    sizes = {"num_envs": 2, "rollout_steps": 32, "minibatches": 2}  # LunarLander-v3's own 16 x 1024 would take long
+    config = ppo.Config(env=env_id, **sizes, max_env_steps=256, eval_episodes=1, gif=False)
     summary = ppo.train(config)
     assert summary["env_backend"] == "gymnasium" and summary["env_steps"] == 256
     assert summary["config"]["normalize"] == (env_id != "LunarLander-v3")  # on for Box actions
