@@ -14,7 +14,7 @@ import math
 import textwrap
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from core.errors import UsageError
@@ -154,6 +154,28 @@ def number_list(text: str) -> tuple[float, ...]:
     return values
 
 
+def _is_list(tp: Any) -> bool:
+    """A ``tuple[float, ...]`` field, optional or not: a flag that takes a comma-separated list."""
+    return typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
+
+
+def _one_number(tp: type, lists: Sequence[str]) -> Callable[[str], Any]:
+    """An argparse ``type`` for a flag of one number in a config that has list flags: a list given to it is
+    refused naming the flags that take lists (the ones a population varies per member)."""
+
+    def parse(text: str):
+        try:
+            return tp(text)
+        except ValueError:
+            if "," not in text:
+                raise
+        names = ", ".join(lists[:-1]) + (" and " if len(lists) > 1 else "") + lists[-1]
+        raise argparse.ArgumentTypeError(f"takes one value, got {text!r}; lists of values are for {names}")
+
+    parse.__name__ = tp.__name__  # argparse's own message says "invalid float value" by this name
+    return parse
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type`` for counts (steps, seeds, rounds): a bad one is the parser's one-line error."""
     try:
@@ -177,6 +199,7 @@ def make_parser(cls: type, description: str | None = None, programs: Sequence[st
     own = cls.__dict__.get("__annotations__", {})
     # The example's own flags first, the inherited run flags (--seed, --out, --resume, ...) after them.
     fields = sorted(dataclasses.fields(cls), key=lambda f: f.name not in own)
+    lists = [f"--{f.name.replace('_', '-')}" for f in fields if _is_list(hints[f.name])]
     for f in fields:
         flag = "--" + f.name.replace("_", "-")
         tp = hints[f.name]
@@ -195,6 +218,8 @@ def make_parser(cls: type, description: str | None = None, programs: Sequence[st
         elif origin is typing.Literal:
             kwargs["choices"] = list(args)
             kwargs["type"] = type(args[0])
+        elif tp in (int, float) and lists:
+            kwargs["type"] = _one_number(tp, lists)
         else:
             kwargs["type"] = tp
         parser.add_argument(flag, dest=f.name, **kwargs)

@@ -296,10 +296,11 @@ class Run:
         if every and self.step - self._saved_at >= every and self.step < self.total:
             self.save()
 
-    def log(self, scalars: Mapping[str, Any], step: int | None = None) -> None:
-        """TensorBoard scalars at ``step`` (default: the run's step)."""
+    def log(self, scalars: Mapping[str, Any], step: int | None = None, subrun: str | None = None) -> None:
+        """TensorBoard scalars at ``step`` (default: the run's step); ``subrun``: under ``tb/<subrun>``, a run of
+        its own on the dashboard (one per population member)."""
         if self.logger is not None:
-            self.logger.scalars(self.step if step is None else step, _means(scalars))
+            self.logger.scalars(self.step if step is None else step, _means(scalars), subrun)
 
     def write(self, message: str) -> None:
         """Print a line without breaking the bar."""

@@ -153,10 +153,20 @@ class RunLogger:
 
     def __init__(self, out_dir: str | os.PathLike | None):
         self.tb = _TensorBoard(Path(out_dir) / "tb") if out_dir else None
+        self._out = Path(out_dir) if out_dir else None
+        self._subruns: dict[str, _TensorBoard] = {}
 
-    def scalars(self, step: int, metrics: Mapping[str, float]) -> None:
-        if self.tb is not None:
-            self.tb.scalars(step, {k: float(v) for k, v in metrics.items()})
+    def scalars(self, step: int, metrics: Mapping[str, float], subrun: str | None = None) -> None:
+        """``subrun``: a TensorBoard run of its own under ``tb/`` (a population member), which the dashboard
+        overlays with the others."""
+        if self.tb is None:
+            return
+        writer = self.tb
+        if subrun is not None:
+            if subrun not in self._subruns:
+                self._subruns[subrun] = _TensorBoard(self._out / "tb" / subrun)
+            writer = self._subruns[subrun]
+        writer.scalars(step, {k: float(v) for k, v in metrics.items()})
 
     def progress(
         self,
@@ -170,8 +180,9 @@ class RunLogger:
         return Progress(total, desc, unit, bar_keys, initial, disable)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        for writer in [self.tb, *self._subruns.values()]:
+            if writer is not None:
+                writer.close()
 
     def __enter__(self) -> RunLogger:
         return self

@@ -1,15 +1,15 @@
-"""PPO: clipped policy updates on GAE advantages, epochs of minibatches, for discrete-action environments.
+"""PPO: clipped policy updates on GAE advantages, epochs of minibatches, on Discrete or Box actions.
 
     python -m examples.ppo --out runs/cartpole                       # CartPole-v1 stepped on the device
-    python -m examples.ppo --env Acrobot-v1 --out runs/acrobot
-    python -m examples.ppo --env-backend gymnasium --out runs/cartpole-gym
+    python -m examples.ppo --env Pendulum-v1 --out runs/pendulum     # Box actions: a Gaussian policy
     python -m examples.ppo --env-backend gymnasium --env LunarLander-v3 --out runs/lander   # needs box2d
+    python -m examples.ppo --population 16 --out runs/sixteen        # 16 seeds in one compiled call
 
 (``python -m examples.reinforce`` runs this program too; ``--algo reinforce`` there runs examples.reinforce_mc.)
 
-One algorithm, two sources of rollouts: a device environment (``core.envs``: CartPole-v1, Acrobot-v1,
-MountainCar-v0) stepped inside the compiled call, or any discrete gymnasium environment stepped on the host
-(``--env-backend``). One train step of ``core.make_step`` is one PPO iteration:
+One algorithm, two sources of rollouts: a device environment (``core.envs``) stepped inside the compiled call,
+or any gymnasium environment stepped on the host (``--env-backend``); a population of members on the device
+(examples/rl_population.py). One train step of ``core.make_step`` is one PPO iteration:
 
 1. ``prepare`` (once, outside every gradient): the rollout -- T steps of N environments, run inside the call on
    the device, or handed in as inputs from gymnasium -- then the old log-probabilities, the values, GAE(lambda)
@@ -27,6 +27,7 @@ if __name__ == "__main__":  # before the imports below, which take seconds (exam
 
     guard_start_up()
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import Literal
@@ -41,6 +42,7 @@ from examples.rl_common import mlp
 from examples.rl_defaults import env_backend, resolved, settled
 from examples.rl_env import RolloutCollector, box_actions, make_same_step_env
 from examples.rl_policy import Normalizer, exports, make_head
+from examples.rl_population import members_of, train_population
 from examples.rl_run import (
     Scoreboard,
     check_finite,
@@ -55,8 +57,7 @@ GREEDY_WINDOW = 16  # completed greedy-monitor episodes whose mean the stop rule
 REPORT_ITERATIONS = 4  # device path: iterations per TensorBoard write
 # What the device path sends back to the host besides the losses: episode statistics and the non-finite guard.
 EPISODE_KEYS = ("ended", "episode_return", "obs_max", "reward_max", "greedy_ended", "greedy_return")
-# Flags a resumed run may change: its budget and stop rule, the final evaluation and GIF, checkpoint cadence, and
-# how many iterations one compiled call runs.
+# Flags a resumed run may change: budget, stop rule, evaluation, GIF, checkpoints, iterations per call.
 RESUME_MAY_CHANGE = (
     "max_env_steps", "target_return", "train_on", "eval_episodes", "gif", "gif_copy", "checkpoint_every",
     "iterations_per_call",
@@ -91,13 +92,17 @@ class Config(core.RunConfig):
     minibatches: int | None = core.arg(None, min=1, max=100_000)
     """minibatches per epoch, each num_envs * rollout_steps / minibatches transitions (Discrete: 1; Box: 32,
     Pendulum-v1: 16)"""
-    clip_coef: float = core.arg(0.2, above=0, max=10)
-    """clip the probability ratio to [1 - c, 1 + c]"""
-    entropy_coef: float | None = core.arg(None, min=0, max=100)
-    """weight of the entropy bonus in the policy loss (0; LunarLander-v3: 0.01)"""
-    lr: float | None = core.arg(None, above=0, max=10)
+    clip_coef: tuple[float, ...] | None = core.arg(None, above=0, max=10)
+    """clip the probability ratio to [1 - c, 1 + c] (0.2; a list: one per member setting, see --population)"""
+    entropy_coef: tuple[float, ...] | None = core.arg(None, min=0, max=100)
+    """weight of the entropy bonus in the policy loss (0; LunarLander-v3: 0.01; a list as for --clip-coef)"""
+    lr: tuple[float, ...] | None = core.arg(None, above=0, max=10)
     """Adam learning rate of both networks, each with its own Adam (Discrete: 0.003; Box: 0.0003, Pendulum-v1:
-    0.001)"""
+    0.001; a list as for --clip-coef)"""
+    population: int = core.arg(1, min=1, max=65_536)
+    """device path: members trained side by side in one compiled call (core.Population), seeds --seed onwards;
+    the lists of --lr, --entropy-coef and --clip-coef are crossed into settings, each run on population / settings
+    seeds (1: one member per setting; docs/populations.md)"""
     anneal_lr: bool | None = None
     """decay the learning rates linearly to 0 over --max-env-steps (Discrete: off; Box: on, Pendulum-v1: off)"""
     clip_norm: float = core.arg(0.5, min=0)
@@ -113,12 +118,10 @@ class Config(core.RunConfig):
     """device path: extra environments stepped in the same rollout with the argmax action (never learned from);
     the run stops only once the mean of their last 16 episodes also reaches the target (0: off)"""
     train_on: int = core.arg(30_000, min=0)
-    """device path: env steps to keep training after the stop rule first holds, the learning rates falling
-    linearly to 0 (the solve is still dated to that moment); a policy just at the threshold can have a greedy
-    version that sticks now and then"""
+    """device path: env steps to keep training after the stop rule first holds (the solve's date), the learning
+    rates falling linearly to 0: a policy just at the threshold can have a greedy version that sticks"""
     eval_episodes: int = core.arg(100, min=0, max=10_000)
-    """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip);
-    100, as in the definition of the environments' reward thresholds (a 100-episode mean)"""
+    """episodes on gymnasium's own environment at the end, for the greedy and for the sampling policy (0: skip)"""
     gif: bool = True
     """save one greedy episode as out/episode.gif (classic-control rendering needs pygame-ce)"""
     gif_copy: str | None = None
@@ -139,20 +142,16 @@ class Config(core.RunConfig):
 
 
 def resolved_flags(config: dict) -> dict:
-    """What a saved config's flags stand for on resume (``--env-backend auto`` resolved, the Nones of older
-    checkpoints filled in): examples/rl_defaults.py."""
+    """What a saved config's flags stand for on resume (examples/rl_defaults.py)."""
     return resolved(Config, config)
 
 
 # ----- the math (keras.ops only) -----
 def gae(rewards, values, next_values, terminated, truncated, gamma: float, lam: float):
-    """GAE(lambda) advantages and returns along axis 0 of (T, N) tensors.
-
-    ``next_values`` is V of the observation after each step, before any reset: where an episode was cut by a
-    time limit (truncated, not terminated) its last step bootstraps from it; a terminated step bootstraps
-    from 0. Nothing flows backwards across an episode's end (terminated or truncated), and the last row
-    bootstraps from ``next_values`` (the rollout stops mid-episode).
-    """
+    """GAE(lambda) advantages and returns along axis 0 of (T, N) tensors. ``next_values``: V of the observation
+    after each step, before any reset: a step cut by a time limit (truncated, not terminated) bootstraps from it, a
+    terminated one from 0. Nothing flows back across an episode's end; the last row bootstraps from
+    ``next_values`` (the rollout stops mid-episode)."""
     deltas = rewards + gamma * (1.0 - terminated) * next_values - values
     carry_on = 1.0 - ops.maximum(terminated, truncated)
 
@@ -175,7 +174,7 @@ def clipped_surrogate(logp, logp_old, advantages, clip: float):
     return loss, approx_kl, clip_fraction
 
 
-def normalize(x):
+def normalize(x):  # advantages standardised
     return (x - ops.mean(x)) / (ops.std(x) + 1e-8)
 
 
@@ -184,10 +183,17 @@ class PPO:
     """Policy and value networks, their optimizers and the compiled iteration, on a device env or on inputs."""
 
     def __init__(
-        self, cfg: Config, obs_dim: int, actions: int, env: core.DeviceEnv | None = None, continuous: bool = False
+        self,
+        cfg: Config,
+        obs_dim: int,
+        actions: int,
+        env: core.DeviceEnv | None = None,
+        continuous: bool = False,
+        entropy_term: bool = False,
     ):
         """``actions``: logits of a Discrete space, or components of a Box one (``continuous``, or a Box device
-        ``env``). Flags ``cfg`` left unset take the environment's defaults."""
+        ``env``). Flags ``cfg`` left unset take the environment's defaults; ``entropy_term``: build the entropy
+        bonus even at coefficient 0 (a population member whose others have one)."""
         continuous = continuous or (env is not None and env.continuous)
         cfg = settled(cfg, "device" if env is not None else "gymnasium", continuous)
         self.cfg, self.env = cfg, env
@@ -196,12 +202,15 @@ class PPO:
         self.G = cfg.greedy_envs if env is not None else 0
         self.updates = cfg.epochs * cfg.minibatches
         self.head = make_head(continuous, actions)
-        # The policy's outputs: the logits (Discrete), or the Gaussian's mean and log standard deviation (Box); all
-        # start near 0, a near-uniform policy or one with standard deviation 1.
+        # Outputs near 0 at the start: near-uniform logits (Discrete), or mean 0 and standard deviation 1 (Box).
         self.policy = mlp(obs_dim, self.head.outputs, cfg.hidden, "policy", out_scale=0.01)
         self.value = mlp(obs_dim, 1, cfg.hidden, "value", out_scale=1.0)
         self.norm = Normalizer(obs_dim, self.N, cfg.gamma) if cfg.normalize else None
         self.seed_gen = keras.random.SeedGenerator(cfg.seed)
+        # Variables, not constants: a population's members each hold their own (core.Population).
+        self.entropy_coef = keras.Variable(cfg.entropy_coef, trainable=False, name="entropy_coef")
+        self.clip_coef = keras.Variable(cfg.clip_coef, trainable=False, name="clip_coef")
+        self.entropy_term = entropy_term or bool(cfg.entropy_coef)  # with no bonus its gradient is not built
         self.policy_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         self.value_opt = keras.optimizers.Adam(self._schedule(cfg.lr), epsilon=1e-5)
         clip = core.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm else None
@@ -213,9 +222,8 @@ class PPO:
         ]  # fmt: skip
         inputs = None
         if env is not None:  # the environments' state lives in variables, so it is checkpointed and resumed
-            # One batch of N + G environments, the monitors last: Keras' random draws and the policy's rows are
-            # prefix-consistent (the first N rows of an (N + G)-row draw equal an N-row draw, on TensorFlow and
-            # JAX; tested), so the N training environments see what they would without monitors.
+            # N + G environments, the monitors last: the first N rows of an (N + G)-row random draw equal an N-row
+            # draw (tested, both backends), so the N training environments see what they would without monitors.
             start = env.reset(self.N + self.G, self.seed_gen)
             self.env_state = {k: keras.Variable(v, trainable=False, name=f"env_{k}") for k, v in start.items()}
         else:
@@ -230,8 +238,7 @@ class PPO:
         self.greedy = core.make_forward(self._greedy, obs_spec, cfg.mode)
 
     def scale_learning_rates(self, fraction: float) -> None:
-        """Both optimizers at ``fraction`` of the configured rate (a variable: no retrace); with --anneal-lr the
-        schedule owns the rate and this does nothing."""
+        """Both optimizers at ``fraction`` of the rate (a variable: no retrace); --anneal-lr: the schedule's."""
         if not self.cfg.anneal_lr:
             self.policy_opt.learning_rate = self.cfg.lr * fraction
             self.value_opt.learning_rate = self.cfg.lr * fraction
@@ -271,15 +278,13 @@ class PPO:
         def one_step(state, _):
             obs = self.env.observe(state["physics"])
             params = self.policy(self.observe(obs))
-            # Noise for all N + G rows: its first N rows are the N-row draw, so the training envs' actions are
-            # the ones they would sample without monitors.
+            # Noise for all N + G rows: its first N rows are the N-row draw (see __init__).
             actions = head.sample(params, self.seed_gen)
             if G:
                 actions = ops.where(monitor_rows, head.greedy(params), actions)
             to_env = ops.clip(actions, self.env.action_low, self.env.action_high) if head.continuous else actions
             state, tr = self.env.step(state, to_env, self.seed_gen)
-            # The policy's outputs go out too: prepare takes the old log-probabilities from them, batched, instead
-            # of a second policy pass over the whole rollout.
+            # The policy's outputs go out too: prepare takes the old log-probabilities from them, not a second pass.
             out = {
                 "obs": obs,
                 "actions": actions,
@@ -358,26 +363,23 @@ class PPO:
             adv = normalize(adv)
         params = self.policy(obs)
         pg_loss, approx_kl, clip_fraction = clipped_surrogate(
-            self.head.log_prob(params, actions), logp_old, adv, self.cfg.clip_coef
+            self.head.log_prob(params, actions), logp_old, adv, self.clip_coef
         )
         entropy = ops.mean(self.head.entropy(params))
         aux = {"losses/entropy": entropy, "ppo/approx_kl": approx_kl, "ppo/clip_fraction": clip_fraction}
         if self.env is not None:
             aux.update({k: batch[k] for k in EPISODE_KEYS if k in batch})
-        if not self.cfg.entropy_coef:  # logged either way; with no bonus its gradient is not built
+        if not self.entropy_term:  # logged either way
             return pg_loss, aux
-        return pg_loss - self.cfg.entropy_coef * entropy, aux
+        return pg_loss - self.entropy_coef * entropy, aux
 
     def value_loss(self, batch: dict):
         obs, returns = self._minibatch(batch, "b_obs", "b_returns")
         return 0.5 * ops.mean(ops.square(self.value(obs)[:, 0] - returns))
 
     def iterate(self, k: int) -> dict:
-        """K device iterations; each log an array with one value per iteration.
-
-        K = 1 calls the single-step program: TensorFlow then traces the iteration once, where the fused loop
-        first traces its body a second time to learn the outputs' structure (measured: 0.7 s less tracing).
-        """
+        """K device iterations; each log an array with one value per iteration. K = 1 calls the single-step
+        program, which TensorFlow traces once (the fused loop traces its body twice: 0.7 s more, measured)."""
         if k == 1:
             return {key: np.asarray(v)[None] for key, v in self.step.train_step().items()}
         return self.step.train_steps(num_steps=k)
@@ -390,6 +392,10 @@ class PPO:
         if self.norm is not None:
             objs["normalizer"] = self.norm.variables
         return objs
+
+    def member_objects(self) -> dict:
+        """What a population member holds of its own: the checkpoint's objects and its hyperparameters."""
+        return {**self.checkpoint_objects(), "hyperparameters": [self.entropy_coef, self.clip_coef]}
 
     def exported(self) -> dict:
         """The networks as .keras files at every checkpoint, acting on raw observations (the statistics of then)."""
@@ -406,33 +412,39 @@ def train(config: Config) -> dict:
     backend = env_backend(config.env, config.env_backend)
     box = core.make_device_env(config.env).continuous if backend == "device" else box_actions(config.env)
     cfg = settled(config, backend, box)
+    members = members_of(cfg, backend == "device")  # (the lists of --lr, ... crossed) x seeds
     print(f"stepping on {core.describe_device()}")
+    if len(members) > 1:
+        run_kw = {"may_change": RESUME_MAY_CHANGE, "resolve": resolved_flags}
+        return train_population(cfg, members, device_agent, GREEDY_WINDOW, REPORT_ITERATIONS, run_kw)
+    cfg = dataclasses.replace(cfg, **members[0].hyper)  # one member: each list's one value
     return train_on_device(cfg) if backend == "device" else train_on_gymnasium(cfg)
+
+
+def device_agent(cfg: Config, entropy_term: bool = False) -> PPO:
+    """The agent on ``cfg.env``'s device environment (``entropy_term``: see PPO)."""
+    env = core.make_device_env(cfg.env)
+    return PPO(cfg, env.obs_dim, env.action_dim or env.num_actions, env, entropy_term=entropy_term)
 
 
 def train_on_device(cfg: Config) -> dict:
     """Rollouts, advantages and updates inside one compiled call; only episode statistics come back."""
-    env = core.make_device_env(cfg.env)
-    agent = PPO(cfg, env.obs_dim, env.action_dim or env.num_actions, env)
+    agent = device_agent(cfg)
+    env = agent.env
     target = cfg.target_return if cfg.target_return is not None else env.reward_threshold
     per_iteration = cfg.rollout_steps * cfg.num_envs
-    print(
-        f"{env.env_id} on the device: {cfg.num_envs} envs x {cfg.rollout_steps} steps per iteration, "
-        f"{cfg.iterations_per_call} iterations per call, target mean return {target}"
-    )
+    print(f"{env.env_id} on the device: {cfg.num_envs} envs x {cfg.rollout_steps} steps per iteration, "
+          f"{cfg.iterations_per_call} iterations per call, target mean return {target}")  # fmt: skip
     if agent.G:
-        print(
-            f"{agent.G} greedy monitor envs (argmax or mean action, not learned from): the run also needs the mean "
-            f"of their last {GREEDY_WINDOW} episodes to reach the target"
-        )
+        print(f"{agent.G} greedy monitor envs (argmax or mean action, not learned from): the run also needs the "
+              f"mean of their last {GREEDY_WINDOW} episodes to reach the target")  # fmt: skip
     run = open_run(cfg, agent, f"{env.env_id} (device)", RESUME_MAY_CHANGE, resolved_flags)
     pending: list[dict] = []  # logs not yet written to TensorBoard
     with run:
         board = Scoreboard(run, target, GREEDY_WINDOW if agent.G else 0)
         while run.running and not board.done(run.step, cfg.train_on):
             k = cfg.iterations_per_call  # always whole calls: a shorter last call would compile a second program
-            # After the solve the learning rates fall linearly to 0 over --train-on: the policy settles instead of
-            # drifting at full rate (measured: one policy fell from -84 to -109 greedy while training on).
+            # After the solve the rates fall to 0 over --train-on (at full rate, one greedy policy fell -84 to -109).
             if board.solved:  # before the solve the rates stay as configured: no assign per iteration
                 agent.scale_learning_rates(board.train_on_left(run.step, cfg.train_on))
             logs = agent.iterate(k)
@@ -447,8 +459,7 @@ def train_on_device(cfg: Config) -> dict:
             scalars = {key: v for key, v in logs.items() if key not in episode_keys}
             run.advance(k * per_iteration, scalars, show={"mean_return_100": board.mean or 0.0, **scalars})
             pending.append(scalars)
-            # TensorBoard every REPORT_ITERATIONS iterations, their mean: a write of a dozen scalars costs about a
-            # millisecond, a tenth of an iteration on the CPU (measured).
+            # TensorBoard every REPORT_ITERATIONS iterations, their mean: a write costs ~1 ms, 1/10 of an iteration.
             if len(pending) * k >= REPORT_ITERATIONS or board.done(run.step, cfg.train_on) or not run.running:
                 report(run, board, {key: np.concatenate([p[key] for p in pending]) for key in scalars})
                 pending.clear()
@@ -456,7 +467,7 @@ def train_on_device(cfg: Config) -> dict:
 
 
 def train_on_gymnasium(cfg: Config) -> dict:
-    """Any discrete gymnasium environment: the host collects each rollout, one compiled call learns from it."""
+    """Any gymnasium environment with Box observations: the host collects each rollout, one call learns from it."""
     env, info = make_same_step_env(cfg.env, cfg.num_envs)
     agent = PPO(cfg, info.obs_dim, info.action_dim or info.num_actions, continuous=info.continuous)
     target = cfg.target_return if cfg.target_return is not None else info.reward_threshold

@@ -17,9 +17,9 @@ from examples.rl_run import check_sizes, defaults_of_old_checkpoints
 # 32 minibatches, annealed 3e-4, normalisation on).
 KIND_DEFAULTS: dict[bool, dict[str, Any]] = {
     False: {"num_envs": 8, "rollout_steps": 32, "gamma": 0.98, "gae_lambda": 0.8, "minibatches": 1, "epochs": 10,
-            "lr": 0.003, "anneal_lr": False, "entropy_coef": 0.0, "normalize": False},
+            "lr": 0.003, "anneal_lr": False, "entropy_coef": 0.0, "clip_coef": 0.2, "normalize": False},
     True: {"num_envs": 1, "rollout_steps": 2048, "gamma": 0.99, "gae_lambda": 0.95, "minibatches": 32, "epochs": 10,
-           "lr": 3e-4, "anneal_lr": True, "entropy_coef": 0.0, "normalize": True},
+           "lr": 3e-4, "anneal_lr": True, "entropy_coef": 0.0, "clip_coef": 0.2, "normalize": True},
 }  # fmt: skip
 # The device's Box environments, over the Box row: many environments for one compiled call, tuned on Pendulum-v1
 # seeds 100-106 (docs/reinforce.md); Pendulum-v1's target, which gymnasium does not register, as the issue set it.

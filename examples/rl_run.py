@@ -101,9 +101,11 @@ class Scoreboard:
     live in ``run.state``, so they are checkpointed and resumed with the run.
     """
 
-    def __init__(self, run: core.Run, target: float | None, greedy_window: int = 0):
+    def __init__(self, run: core.Run, target: float | None, greedy_window: int = 0, state: dict | None = None):
+        """``state``: where the counters live, a dict inside ``run.state`` (default: ``run.state`` itself); a
+        population keeps one per member."""
         self.run, self.target, self.greedy_window = run, target, greedy_window
-        state = run.state
+        self.state = state = run.state if state is None else state
         for key, start in (("episodes", 0), ("updates", 0), ("solved_at", None), ("train_target_at", None)):
             state.setdefault(key, start)
         state.setdefault("greedy_episodes", 0)
@@ -114,31 +116,31 @@ class Scoreboard:
 
     @property
     def solved(self) -> bool:
-        return self.run.state["solved_at"] is not None
+        return self.state["solved_at"] is not None
 
     def done(self, env_steps: int, train_on: int) -> bool:
         """Solved, and ``train_on`` more env steps trained since."""
-        return self.solved and env_steps >= self.run.state["solved_at"]["env_steps"] + train_on
+        return self.solved and env_steps >= self.state["solved_at"]["env_steps"] + train_on
 
     def train_on_left(self, env_steps: int, train_on: int) -> float:
         """The fraction of the ``train_on`` steps still to go: 1 until the solve, then down to 0."""
         if not self.solved or not train_on:
             return 1.0
-        return max(0.0, 1.0 - (env_steps - self.run.state["solved_at"]["env_steps"]) / train_on)
+        return max(0.0, 1.0 - (env_steps - self.state["solved_at"]["env_steps"]) / train_on)
 
     @property
     def mean(self) -> float | None:
-        recent = self.run.state["recent"]
+        recent = self.state["recent"]
         return float(np.mean(recent)) if recent else None
 
     @property
     def greedy_mean(self) -> float | None:
-        greedy = self.run.state["greedy_recent"]
+        greedy = self.state["greedy_recent"]
         return float(np.mean(greedy)) if greedy and self.greedy_window else None
 
     def add(self, returns, env_steps: int, greedy_returns=()) -> None:
         """Episodes (and greedy-monitor episodes) finished by ``env_steps``; see the class for the stop rule."""
-        state = self.run.state
+        state = self.state
         state["episodes"] += len(returns)
         state["recent"].extend(float(r) for r in returns)
         state["greedy_episodes"] += len(greedy_returns)
@@ -264,9 +266,7 @@ def finish(
             f"solved: mean return of the last 100 episodes >= {target} after {solved['env_steps']} env steps, "
             f"{solved['episodes']} episodes, {solved['wall_seconds']:.2f} s"
         )
-    elif run.interrupted:
-        print(f"interrupted at {run.step} env steps; continue with --resume --out {run.out}" if run.out else "")
-    else:
+    elif not run.interrupted:  # an interrupted run: core.Run printed the line to resume it
         print(f"not solved within {run.config.max_env_steps} env steps (mean of the last 100: {board.mean})")
     print(
         f"trained {run.elapsed():.2f} s: {run.step} env steps ({figures['env_steps_per_second']:.0f}/s), "
@@ -281,14 +281,16 @@ def finish(
     return summary
 
 
-def evaluate_both_policies(run: core.Run, agent: Any) -> dict:
-    """The greedy and the sampling policy, each over --eval-episodes episodes of the same seed, into summary.json.
+def evaluate_both_policies(run: core.Run, agent: Any, seed: int | None = None) -> dict:
+    """The greedy and the sampling policy, each over --eval-episodes episodes of the same seed, into summary.json;
+    ``seed``: the run's whose episodes to play (default --seed; a population's best member's own).
 
     Both: the stop rule measured the sampling policy (the one trained); the greedy one (argmax) can be weaker, e.g.
     stuck for a whole Acrobot-v1 episode where argmax holds the links still."""
     cfg = run.config
+    episodes_seed = core.derive_seed(cfg.seed if seed is None else seed, "eval-episodes")
     for key, policy in (("eval_mean_return", agent.greedy), ("sampled_eval_mean_return", agent.sample)):
-        returns = evaluate(policy, cfg.env, cfg.eval_episodes, seed=core.derive_seed(cfg.seed, "eval-episodes"))
+        returns = evaluate(policy, cfg.env, cfg.eval_episodes, seed=episodes_seed)
         summary = run.write_summary({key: float(np.mean(returns))})
         print(
             f"{'greedy' if policy is agent.greedy else 'sampling'} policy on gymnasium's {cfg.env} over "
@@ -297,11 +299,12 @@ def evaluate_both_policies(run: core.Run, agent: Any) -> dict:
     return summary
 
 
-def write_gif(run: core.Run, agent: Any) -> dict | None:
+def write_gif(run: core.Run, agent: Any, seed: int | None = None) -> dict | None:
     """One greedy episode as --out/episode.gif (and its --gif-copy), its path into summary.json; None where
-    rendering is unavailable (record_gif said why)."""
+    rendering is unavailable (record_gif said why). ``seed`` as for :func:`evaluate_both_policies`."""
     cfg = run.config
-    made = record_gif(agent, cfg.env, run.out / "episode.gif", seed=core.derive_seed(cfg.seed, "gif-episode"))
+    episode_seed = core.derive_seed(cfg.seed if seed is None else seed, "gif-episode")
+    made = record_gif(agent, cfg.env, run.out / "episode.gif", seed=episode_seed)
     if not made:
         return None
     summary = run.write_summary({"gif": str(made[0])})

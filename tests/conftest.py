@@ -96,3 +96,15 @@ def gan_resume_pair(tmp_path: Path, monkeypatch, common: dict, stop_after: int) 
     config = gan_images.Config(out=str(tmp_path / "part"), resume=True, **common)
     assert gan_images.train(config)["steps"] == full["steps"]
     return checkpoint_weights(tmp_path / "full"), checkpoint_weights(tmp_path / "part"), full["steps"]
+
+
+def one_line_exit_2(main, argv, capsys, needle: str) -> str:
+    """``main(argv)`` refuses with exit code 2 and one line on stderr holding ``needle``, never a traceback."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and needle in err, err
+    return err

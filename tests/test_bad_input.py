@@ -15,21 +15,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import one_line_exit_2
 
 import core
 from examples import gan, reinforce
 from examples import sum as sum_example
-
-
-def one_line_exit_2(main, argv, capsys, needle: str) -> str:
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err and needle in err, err
-    return err
 
 
 def idx(magic: int, dims: list[int], body: bytes) -> bytes:
