@@ -177,7 +177,9 @@ def test_cli_smoke_run_of_the_image_program(tmp_path):
     assert np.load(out / "samples.npy").shape == (4, 8, 8, 1)
 
 
-@pytest.mark.parametrize("device_data_mb", [1024.0, 0.0], ids=["on-device", "pipeline"])
+@pytest.mark.parametrize(
+    "device_data_mb", [pytest.param(1024.0, marks=pytest.mark.slow), 0.0], ids=["on-device", "pipeline"]
+)  # on the device: tests/test_faults.py resumes the default (on-device) image run after SIGTERM
 def test_interrupted_image_run_resumes_to_the_same_weights(tmp_path, monkeypatch, device_data_mb):
     pics = _pictures(tmp_path)  # 40 images, batch 8: 5 steps per epoch, calls of 2 steps cut at epoch ends
     common = dict(dataset="folder", data_dir=str(pics), image_size=8, channels=1, batch_size=8, num_samples=5)
@@ -209,6 +211,7 @@ def test_batch_indices_follow_the_epoch_orders():
     np.testing.assert_array_equal(np.round((batches[1].ravel() + 1.0) * 127.5), first[4:8])
 
 
+@pytest.mark.slow  # the benchmark script's own check (14 s); the MNIST run tests keep its metrics quick
 def test_mnist_curve_benchmark_scores_both_generators_every_n_steps(tmp_path, mnist_dir, monkeypatch, capsys):
     from benchmarks import gan_mnist_curve
 

@@ -144,8 +144,16 @@ def test_ctrl_c_during_start_up_is_one_clean_line(tmp_path):
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-@pytest.mark.parametrize("presses", [1, 2])
+@pytest.mark.parametrize(
+    "presses, sig",
+    [
+        (1, signal.SIGINT), (2, signal.SIGTERM), (1, signal.SIGHUP),
+        # the other three combinations: the same code path with another signal number
+        *(pytest.param(n, s, marks=pytest.mark.slow)
+          for n, s in [(2, signal.SIGINT), (1, signal.SIGTERM), (2, signal.SIGHUP)]),
+    ],
+    ids=lambda x: x.name if isinstance(x, signal.Signals) else str(x),
+)  # fmt: skip
 def test_a_stop_signal_during_training(tmp_path, presses, sig):
     proc = _sum_run(tmp_path)
     assert "stepping on" in proc.stdout.readline()

@@ -75,10 +75,10 @@ def test_bad_inputs_are_named(probe):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--devices", "3"], "only 2 device(s) are visible"),
+        pytest.param(["--devices", "3"], "only 2 device(s) are visible", marks=pytest.mark.slow),  # the probe has it
         (["--devices", "2", "--batch-size", "3"], "--batch-size 3 does not divide over 2 devices"),
         (["--devices", "two"], "--devices must be a positive int or 'all'"),
-        (["--devices", "0"], "--devices must be a positive int or 'all'"),
+        pytest.param(["--devices", "0"], "--devices must be a positive int or 'all'", marks=pytest.mark.slow),
     ],
 )
 def test_bad_device_flags_are_one_line_and_exit_2(tmp_path, flags, message):
@@ -98,6 +98,7 @@ def _sum(out: Path, epochs: int, *extra: str, processes: int = 1) -> tuple[dict,
     return json.loads((out / "summary.json").read_text()), res.stdout
 
 
+@pytest.mark.slow  # 45 s: two processes of two launches; test_launch_* keep the launcher in the quick suite
 def test_two_processes_train_and_resume_like_one(tmp_path):
     single, _ = _sum(tmp_path / "one", 4)
     _sum(tmp_path / "two", 2, "--devices", "all", processes=2)
@@ -111,7 +112,7 @@ def test_two_processes_train_and_resume_like_one(tmp_path):
     assert single["test_mse"] < 5.0  # four epochs from a random start: it is learning
 
 
-@pytest.mark.parametrize("dataset", ["ring", "mnist"])
+@pytest.mark.parametrize("dataset", ["ring", pytest.param("mnist", marks=pytest.mark.slow)])
 def test_gan_steps_on_two_devices(tmp_path, dataset, mnist_dir):
     args = ["-m", "examples.gan", "--devices", "2", "--out", str(tmp_path / "d"), "--dataset", dataset]
     args += ["--steps", "200", "--log-every", "100"] if dataset == "ring" else ["--steps", "4", "--no-quality"]

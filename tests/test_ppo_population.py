@@ -38,7 +38,9 @@ def own_run(cfg: ppo.Config, member: Member, fused: bool) -> tuple[list, dict]:
     return keyed_variables(agent.member_objects()), logs
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["one iteration per call", "fused"])
+@pytest.mark.parametrize(
+    "fused", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["one iteration per call", "fused"]
+)  # fused: core.Population's own tests run fused calls in the quick suite
 def test_every_ppo_member_equals_its_own_run(fused):
     cfg = config(env="Acrobot-v1", greedy_envs=2)
     _, population = build_population(cfg, MEMBERS, ppo.device_agent)

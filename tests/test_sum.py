@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import run_example
+from conftest import one_line_exit_2, run_example
 
 from examples import sum as sum_example
 
@@ -68,8 +68,14 @@ def test_subprocess_smoke(tmp_path):
         ["--out", "/dev/null"],
     ],
 )
-def test_subprocess_bad_input(tmp_path, args):
-    res = _run(args, tmp_path)
+def test_bad_input(tmp_path, args, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_exit_2(sum_example.main, args, capsys, "error: ")
+
+
+def test_subprocess_bad_input(tmp_path):
+    """The same refusal from a real process: its one line names the program."""
+    res = _run(["--epochs", "x"], tmp_path)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sum.py: error: "), res.stderr
