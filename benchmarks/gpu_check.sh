@@ -86,6 +86,21 @@ for platform in gpu cpu; do
   JAX_PLATFORMS=$([ "$platform" = gpu ] && echo cuda || echo cpu) timeout 300 \
     python3 -m benchmarks.policy_gradient throughput --backends jax --num-envs "${NUM_ENVS:-65536}"
 done
+# A PPO population on the GPU (issue 27): 1,024 CartPole-v1 members in one compiled call; the table's last lines
+# give the members solved, env steps per second over all members and the training seconds until all solved.
+if [ "$gpu" = 1 ]; then
+  echo "population of ${POPULATION:-1024} on the GPU:"
+  start=$(date +%s)
+  JAX_PLATFORMS=cuda timeout 420 python3 -m examples.ppo --population "${POPULATION:-1024}" --seed 7000 \
+    --max-env-steps 200000 --eval-episodes 0 --no-gif --out "$out/population" 2>&1 | grep -E "members solved|best member"
+  python3 - "$out/population/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"members solved {s['members_solved']}/{s['members']}; median env steps to solve {s['median_env_steps_to_solve']}; "
+      f"all solved after {s['wall_seconds_to_all_solved']} s of training; {s['env_steps_per_second']:,.0f} env steps/s")
+PY
+  echo "wall $(($(date +%s) - start)) s (process, compiling included)"
+fi
 # The data-parallel code path on one GPU against the plain path (issue: overhead under 5 %).
 if [ "$gpu" = 1 ] && [ -d "$mnist" ]; then
   echo "data-parallel path on one GPU:"

@@ -8,6 +8,9 @@ python -m benchmarks.policy_gradient seeds --env LunarLander-v3 --seeds 5 --firs
     --backends jax                                                                         # host path, needs box2d
 python -m benchmarks.policy_gradient seeds --env Hopper-v5 --seeds 3 --first-seed 4000 --budget 1000000 \
     --backends jax -- --target-return inf --eval-episodes 10                               # needs mujoco
+python -m benchmarks.policy_gradient seeds --population --seeds 16 --first-seed 6000 --separate   # one population
+python -m benchmarks.policy_gradient seeds --population --seeds 16 --env Acrobot-v1 --first-seed 6100 \
+    --backends jax -- --lr 1e-3,3e-3,1e-2,3e-2                                 # a sweep: 4 rates x 4 seeds
 python -m benchmarks.policy_gradient paths                       # time to solve: device vs gymnasium path
 python -m benchmarks.policy_gradient throughput                  # env steps/s, 4,096 device envs vs gymnasium
 python -m benchmarks.policy_gradient seeds -- --algo reinforce   # agent flags after --
@@ -68,6 +71,10 @@ def run_example(backend: str, args: list[str], out: Path) -> dict:
 
 
 def seeds(args: argparse.Namespace, agent_args: list[str]) -> None:
+    if args.population:
+        from benchmarks.populations import population_seeds
+
+        return population_seeds(args, [*agent_args, "--env", args.env])
     backends = args.backends.split(",")
     seeds_ = list(range(args.first_seed, args.first_seed + args.seeds))
     evals = "100" if args.env not in ("CartPole-v1", "LunarLander-v3") else "0"  # 100: the example's default
@@ -225,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=core.positive_int, default=200_000, help="max env steps per run")
     parser.add_argument("--backends", default="tensorflow,jax", help="comma-separated Keras backends")
     parser.add_argument("--num-envs", type=core.positive_int, default=4096, help="throughput: device environments")
+    parser.add_argument("--population", action="store_true", help="seeds: the seeds as one PPO population")
+    parser.add_argument("--separate", action="store_true", help="seeds --population: also the runs one by one")
     args = parser.parse_args(argv)
     unknown = [b for b in args.backends.split(",") if b not in ("tensorflow", "jax")]
     if unknown:
