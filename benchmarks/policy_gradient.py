@@ -135,6 +135,8 @@ def verdicts(args: argparse.Namespace, backend: str, results: list[dict]) -> Non
             f"stretch, every seed within 100k: {'met' if max(steps) <= 100_000 else 'not met'}; "
             f"median wall < {goal:g} s: {'met' if statistics.median(walls) < goal else 'NOT met'}"
         )
+    elif results[0]["target_return"] is None:  # --target-return inf: the whole budget, no stop rule to meet
+        print(f"  trained the whole budget ({args.budget} env steps); no target return, so no verdict")
     else:
         print(f"  every seed above {results[0]['target_return']} within {args.budget}: {'met' if every else 'NOT met'}")
         for name, key in (("greedy", "eval_mean_return"), ("sampling", "sampled_eval_mean_return")):
