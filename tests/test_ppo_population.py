@@ -108,3 +108,19 @@ def test_population_run_has_a_row_and_a_tensorboard_run_per_member(tmp_path, cap
 )
 def test_bad_population_input_is_one_line_exit_2(argv, needle, capsys):
     one_line_exit_2(ppo.main, [*argv, "--no-gif", "--max-env-steps", "256"], capsys, needle)
+
+
+def test_a_population_run_resumes_exactly(tmp_path):
+    """The stacked members, their counters and stop rules travel in the checkpoint: stopped at 2,048 env steps
+    and resumed to 4,096, a population equals the one that ran 4,096 at once."""
+    argv = ["--population", "2", "--lr", "0.003,0.001", "--eval-episodes", "0", "--no-gif"]
+    assert ppo.main([*argv, "--max-env-steps", "4096", "--out", str(tmp_path / "full")]) == 0
+    assert ppo.main([*argv, "--max-env-steps", "2048", "--out", str(tmp_path / "part")]) == 0
+    assert ppo.main([*argv, "--max-env-steps", "4096", "--out", str(tmp_path / "part"), "--resume"]) == 0
+    full, part = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("full", "part"))
+    assert [r["episodes"] for r in full["population"]] == [r["episodes"] for r in part["population"]]
+    with np.load(tmp_path / "full" / "checkpoint.npz") as a, np.load(tmp_path / "part" / "checkpoint.npz") as b:
+        assert json.loads(str(a["__meta__"]))["state"] == json.loads(str(b["__meta__"]))["state"]
+        for key in a.files:
+            if key != "__meta__":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
