@@ -45,6 +45,7 @@ from examples.rl_policy import Normalizer, exports, make_head
 from examples.rl_population import members_of, train_population
 from examples.rl_run import (
     Scoreboard,
+    add_episodes,
     check_finite,
     check_gif_copy,
     finish,
@@ -449,10 +450,7 @@ def train_on_device(cfg: Config) -> dict:
                 agent.scale_learning_rates(board.train_on_left(run.step, cfg.train_on))
             logs = agent.iterate(k)
             check_finite(logs["obs_max"], logs["reward_max"], run.step + k * per_iteration)
-            for i in range(k):  # in order, so the solve is dated to its iteration
-                ended = logs["episode_return"][i][logs["ended"][i] > 0]
-                greedy = logs["greedy_return"][i][logs["greedy_ended"][i] > 0] if agent.G else ()
-                board.add(ended, run.step + (i + 1) * per_iteration, greedy)
+            add_episodes(board, logs, run.step, per_iteration)
             run.state["updates"] += k
             run.state["greedy_env_steps"] += k * cfg.rollout_steps * agent.G
             episode_keys = ("episode_return", "ended", "greedy_return", "greedy_ended")

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 import core
-from examples.rl_run import LOG_KEYS, Scoreboard, check_finite, evaluate_both_policies, write_gif
+from examples.rl_run import Scoreboard, add_episodes, check_finite, evaluate_both_policies, report, write_gif
 
 PER_MEMBER = ("lr", "entropy_coef", "clip_coef")  # the flags a member may set for itself (held in variables)
 MEMORY_SHARE = 0.5  # of the memory available now, what a population may plan to use
@@ -123,7 +123,8 @@ def train_population(
                     population.assign(variable, rate * left)
             logs = population.train_steps(num_steps=k) if k > 1 else expand(population.train_step())
             check_finite(logs["obs_max"], logs["reward_max"], run.step + k * per_iteration)
-            record_episodes(boards, logs, run.step, per_iteration, k)
+            for i, board in enumerate(boards):
+                add_episodes(board, {key: v[i] for key, v in logs.items()}, run.step, per_iteration)
             scalars = {key: v for key, v in logs.items() if v.ndim == 2}  # (members, k): losses, KL, ...
             solved = sum(b.solved for b in boards)
             means = [b.mean for b in boards if b.mean is not None]
@@ -143,25 +144,13 @@ def learning_rates(agent: Any) -> list:
 def report_members(run: core.Run, boards: list, members: list[Member], varied: list, pending: list[dict]) -> None:
     """Each member's TensorBoard run: the means of the pending iterations' scalars and its mean return."""
     for i, (board, member) in enumerate(zip(boards, members)):
-        scalars = {LOG_KEYS.get(key, key): float(np.mean([p[key][i] for p in pending])) for key in pending[0]}
-        if board.mean is not None:
-            scalars["charts/mean_return_100"] = board.mean
-        run.log(scalars, subrun=member.name(varied))
+        report(run, board, {key: [p[key][i] for p in pending] for key in pending[0]}, subrun=member.name(varied))
     pending.clear()
 
 
 def expand(logs: dict) -> dict:
     """One iteration's logs (members, ...) as a fused call's (members, 1, ...)."""
     return {key: np.asarray(v)[:, None] for key, v in logs.items()}
-
-
-def record_episodes(boards: list[Scoreboard], logs: dict, step: int, per_iteration: int, k: int) -> None:
-    """Each member's finished episodes (and its greedy monitors'), iteration by iteration, into its Scoreboard."""
-    for i, board in enumerate(boards):
-        for j in range(k):
-            ended = logs["episode_return"][i, j][logs["ended"][i, j] > 0]
-            greedy = logs["greedy_return"][i, j][logs["greedy_ended"][i, j] > 0] if "greedy_ended" in logs else ()
-            board.add(ended, step + (j + 1) * per_iteration, greedy)
 
 
 class Best:

@@ -202,12 +202,22 @@ def check_finite(observations, rewards, env_steps: int) -> None:
             )
 
 
-def report(run: core.Run, board: Scoreboard, logs: dict) -> None:
-    """TensorBoard scalars after an update (the mean over the iterations of a fused call)."""
+def add_episodes(board: Scoreboard, logs: dict, env_steps: int, per_iteration: int) -> None:
+    """A device call's finished episodes (and its greedy monitors'), iteration by iteration so the solve is dated
+    to its iteration: ``logs`` has one row per iteration; the call started at ``env_steps``."""
+    for i in range(len(logs["ended"])):
+        ended = logs["episode_return"][i][logs["ended"][i] > 0]
+        greedy = logs["greedy_return"][i][logs["greedy_ended"][i] > 0] if "greedy_ended" in logs else ()
+        board.add(ended, env_steps + (i + 1) * per_iteration, greedy)
+
+
+def report(run: core.Run, board: Scoreboard, logs: dict, subrun: str | None = None) -> None:
+    """TensorBoard scalars after an update (the mean over the iterations of a fused call); ``subrun``: a
+    population member's own TensorBoard run."""
     scalars = {LOG_KEYS.get(k, k): float(np.mean(v)) for k, v in logs.items()}
     if board.mean is not None:
         scalars["charts/mean_return_100"] = board.mean
-    run.log(scalars)
+    run.log(scalars, subrun=subrun)
 
 
 # ----- the end -----
